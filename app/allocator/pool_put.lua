@@ -1,0 +1,18 @@
+-- Create a pool, or update fields of an existing one. An empty value removes the field.
+-- KEYS[1] pool hash. ARGV[1] 'create' | 'update', then field/value pairs.
+-- Returns 'ok' | 'exists' | 'not_found'.
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[1] == 'create' and exists then return 'exists' end
+if ARGV[1] == 'update' and not exists then return 'not_found' end
+local set, del = {}, {}
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    del[#del + 1] = ARGV[i]
+  else
+    set[#set + 1] = ARGV[i]
+    set[#set + 1] = ARGV[i + 1]
+  end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+return 'ok'

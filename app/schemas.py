@@ -1,0 +1,126 @@
+"""Pools and groups as the API and the store see them: XCreate / XUpdate / XPublic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Strategy = Literal["fill", "round_robin", "weighted", "least_filled"]
+Mode = Literal["redirect", "page"]
+Status = Literal["active", "paused"]
+
+PoolId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")]
+GroupId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
+Name = Annotated[str, StringConstraints(max_length=200)]
+UrlStr = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+DEFAULT_STICKY_TTL_S = 7 * 24 * 3600
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Fallback(_Model):
+    """What a scan gets when no group has room: a redirect, or a page with a message."""
+
+    url: UrlStr | None = None
+    message: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    contact_url: UrlStr | None = Field(default=None, description="shown as a QR code on the page")
+
+
+class PoolCreate(_Model):
+    id: PoolId
+    name: Name = ""
+    strategy: Strategy = "fill"
+    status: Status = "active"
+    mode: Mode = "redirect"
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    sticky_ttl_s: int = Field(default=DEFAULT_STICKY_TTL_S, ge=60, le=366 * 24 * 3600)
+    fallback: Fallback = Field(default_factory=Fallback)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> PoolCreate:
+        if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
+            raise ValueError("valid_from must be before valid_until")
+        return self
+
+
+class PoolUpdate(_Model):
+    name: Name | None = None
+    strategy: Strategy | None = None
+    status: Status | None = None
+    mode: Mode | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    sticky_ttl_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
+    fallback: Fallback | None = None
+
+
+class GroupCreate(_Model):
+    id: GroupId | None = None
+    name: Name = ""
+    url: UrlStr
+    capacity: int = Field(default=200, ge=1, le=100_000)
+    expires_at: datetime | None = None
+    weight: int = Field(default=1, ge=1, le=10_000)
+    enabled: bool = True
+    mode: Mode | None = Field(default=None, description="null: the pool's mode")
+
+
+class GroupUpdate(_Model):
+    name: Name | None = None
+    url: UrlStr | None = None
+    capacity: int | None = Field(default=None, ge=1, le=100_000)
+    expires_at: datetime | None = None
+    weight: int | None = Field(default=None, ge=1, le=10_000)
+    enabled: bool | None = None
+    mode: Mode | None = None
+
+
+class GroupPublic(_Model):
+    id: str
+    name: str
+    url: str
+    capacity: int
+    count: int
+    remaining: int
+    fill_ratio: float
+    expires_at: datetime | None
+    expired: bool
+    weight: int
+    enabled: bool
+    mode: Mode | None
+    position: int
+
+
+class PoolPublic(_Model):
+    id: str
+    name: str
+    strategy: Strategy
+    status: Status
+    mode: Mode
+    valid_from: datetime | None
+    valid_until: datetime | None
+    sticky_ttl_s: int
+    fallback: Fallback
+    created_at: datetime | None
+    groups: list[GroupPublic] | None = None
+    total_capacity: int | None = None
+    total_remaining: int | None = None
+    stats: dict[str, int] | None = None
+
+
+def to_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def from_ms(ms: str | bytes | int | None) -> datetime | None:
+    if ms is None or ms == "" or ms == b"":
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)

@@ -1,0 +1,51 @@
+"""Every Redis key livecode uses, in one place.
+
+All keys of a pool share the hash tag `{pool_id}`, so each script touches one cluster slot.
+The suffixes after the prefix are also spelled in the Lua scripts (`app/allocator/*.lua`).
+"""
+
+from __future__ import annotations
+
+import re
+
+POOL_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$")
+GROUP_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+VISITOR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+POOLS_INDEX = "lc:pools"  # zset of pool ids by creation time, for listing
+
+
+def prefix(pool_id: str) -> str:
+    return f"lc:{{{pool_id}}}:"
+
+
+def pool(pool_id: str) -> str:
+    return prefix(pool_id) + "pool"
+
+
+def group(pool_id: str, group_id: str) -> str:
+    return prefix(pool_id) + "g:" + group_id
+
+
+def order(pool_id: str) -> str:
+    """zset of every group by position (the operator's order)."""
+    return prefix(pool_id) + "ord"
+
+
+def stats(pool_id: str) -> str:
+    return prefix(pool_id) + "st"
+
+
+def sticky(pool_id: str, visitor_id: str) -> str:
+    return prefix(pool_id) + "v:" + visitor_id
+
+
+def sticky_pattern(pool_id: str) -> str:
+    return prefix(pool_id) + "v:*"
+
+
+def pool_keys(pool_id: str) -> list[str]:
+    """The fixed per-pool keys (group hashes and sticky keys come on top)."""
+    p = prefix(pool_id)
+    return [p + s for s in ("pool", "ord", "st", "av", "lf", "ex", "fw", "fwg")]

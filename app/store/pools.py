@@ -1,0 +1,263 @@
+"""Pools and groups in Redis: the one service layer under the admin API, the CLI and the demo.
+
+Every change that touches a group's eligibility goes through a Lua script, so the indexes the
+scan script reads never disagree with the groups they describe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.commands.core import AsyncScript
+
+from app.allocator import scripts
+from app.errors import Conflict, InvalidInput, NotFound
+from app.schemas import (
+    DEFAULT_STICKY_TTL_S,
+    Fallback,
+    GroupCreate,
+    GroupPublic,
+    GroupUpdate,
+    PoolCreate,
+    PoolPublic,
+    PoolUpdate,
+    from_ms,
+    to_ms,
+)
+from app.store import keys
+from app.urls import UrlPolicy, check_target_url
+
+
+def _s(v: bytes | str | None) -> str | None:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class PoolStore:
+    def __init__(self, client: aredis.Redis, *, shebang: bool, urls: UrlPolicy = UrlPolicy()):
+        self.r = client
+        self.urls = urls
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(scripts.source(name, shebang=shebang))
+            for name in ("group_put", "group_delete", "pool_put")
+        }
+
+    @classmethod
+    async def open(cls, client: aredis.Redis, urls: UrlPolicy = UrlPolicy()) -> PoolStore:
+        info = await client.info("server")
+        return cls(client, shebang=scripts.supports_shebang(str(info["redis_version"])), urls=urls)
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> str:
+        result = await self._scripts[name](keys=list(keys_), args=list(args))
+        return str(_s(result))
+
+    # pools
+
+    def _pool_fields(self, data: PoolCreate | PoolUpdate) -> list[str]:
+        fields: dict[str, str] = {}
+        given = data.model_fields_set
+        simple = {"name": "name", "strategy": "strategy", "status": "status", "mode": "mode"}
+        for attr, field in simple.items():
+            if attr in given and getattr(data, attr) is not None:
+                fields[field] = str(getattr(data, attr))
+        for attr, field in (("valid_from", "vf"), ("valid_until", "vu")):
+            if attr in given:
+                value = getattr(data, attr)
+                fields[field] = str(to_ms(value)) if value is not None else ""
+        if "sticky_ttl_s" in given and data.sticky_ttl_s is not None:
+            fields["ttl"] = str(data.sticky_ttl_s)
+        if "fallback" in given and data.fallback is not None:
+            fb = data.fallback
+            if fb.url:
+                check_target_url(fb.url, self.urls, "fallback.url")
+            if fb.contact_url:
+                check_target_url(fb.contact_url, self.urls, "fallback.contact_url")
+            fields["fb_url"] = fb.url or ""
+            fields["fb_msg"] = fb.message or ""
+            fields["fb_contact"] = fb.contact_url or ""
+        return [x for kv in fields.items() for x in kv]
+
+    async def create_pool(self, data: PoolCreate) -> PoolPublic:
+        # every field is written at create, so defaults are explicit in Redis
+        data = data.model_copy()
+        for name in PoolCreate.model_fields:
+            if name != "id":
+                data.model_fields_set.add(name)
+        now = int(time.time() * 1000)
+        args = ["create", *self._pool_fields(data), "created", str(now)]
+        if await self._run("pool_put", [keys.pool(data.id)], args) == "exists":
+            raise Conflict(f"pool {data.id!r} already exists", {"pool_id": data.id})
+        await self.r.zadd(keys.POOLS_INDEX, {data.id: now}, nx=True)
+        return await self.get_pool(data.id)
+
+    async def update_pool(self, pool_id: str, data: PoolUpdate) -> PoolPublic:
+        current = await self.get_pool(pool_id)
+        vf = data.valid_from if "valid_from" in data.model_fields_set else current.valid_from
+        vu = data.valid_until if "valid_until" in data.model_fields_set else current.valid_until
+        if vf and vu and vf >= vu:
+            raise InvalidInput("valid_from must be before valid_until")
+        fields = self._pool_fields(data)
+        if fields and await self._run("pool_put", [keys.pool(pool_id)], ["update", *fields]) != "ok":
+            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        return await self.get_pool(pool_id)
+
+    async def set_status(self, pool_id: str, status: str) -> PoolPublic:
+        return await self.update_pool(pool_id, PoolUpdate.model_validate({"status": status}))
+
+    async def get_pool(self, pool_id: str, *, with_groups: bool = False) -> PoolPublic:
+        raw = {_s(k): _s(v) for k, v in (await self.r.hgetall(keys.pool(pool_id))).items()}
+        if "status" not in raw:
+            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        pool = PoolPublic(
+            id=pool_id,
+            name=raw.get("name") or "",
+            strategy=raw.get("strategy", "fill"),  # type: ignore[arg-type]
+            status=raw["status"],  # type: ignore[arg-type]
+            mode=raw.get("mode", "redirect"),  # type: ignore[arg-type]
+            valid_from=from_ms(raw.get("vf")),
+            valid_until=from_ms(raw.get("vu")),
+            sticky_ttl_s=int(raw.get("ttl") or DEFAULT_STICKY_TTL_S),
+            fallback=Fallback(
+                url=raw.get("fb_url") or None,
+                message=raw.get("fb_msg") or None,
+                contact_url=raw.get("fb_contact") or None,
+            ),
+            created_at=from_ms(raw.get("created")),
+        )
+        if with_groups:
+            groups = await self.list_groups(pool_id)
+            pool.groups = groups
+            usable = [g for g in groups if g.enabled and not g.expired]
+            pool.total_capacity = sum(g.capacity for g in usable)
+            pool.total_remaining = sum(g.remaining for g in usable)
+            pool.stats = await self.stats(pool_id)
+        return pool
+
+    async def stats(self, pool_id: str) -> dict[str, int]:
+        raw = await self.r.hgetall(keys.stats(pool_id))
+        return {str(_s(k)): int(v) for k, v in raw.items()}
+
+    # groups
+
+    def _group_fields(self, data: GroupCreate | GroupUpdate) -> list[str]:
+        given = data.model_fields_set
+        fields: dict[str, str] = {}
+        if data.url is not None and ("url" in given or isinstance(data, GroupCreate)):
+            fields["url"] = check_target_url(data.url, self.urls)
+        if isinstance(data, GroupCreate):
+            given = given | {"name", "capacity", "weight", "enabled"}
+        if "name" in given and data.name is not None:
+            fields["name"] = data.name
+        if "capacity" in given and data.capacity is not None:
+            fields["cap"] = str(data.capacity)
+        if "weight" in given and data.weight is not None:
+            fields["w"] = str(data.weight)
+        if "enabled" in given and data.enabled is not None:
+            fields["en"] = "1" if data.enabled else "0"
+        if "expires_at" in given:
+            fields["exp"] = str(to_ms(data.expires_at)) if data.expires_at else ""
+        if "mode" in given:
+            fields["mode"] = data.mode or ""
+        return [x for kv in fields.items() for x in kv]
+
+    async def add_groups(self, pool_id: str, groups: Sequence[GroupCreate]) -> list[GroupPublic]:
+        """All or nothing for validation; each group is then created atomically."""
+        prepared: list[tuple[str, list[str]]] = []
+        seen: set[str] = set()
+        next_auto = await self.r.hincrby(keys.pool(pool_id), "gseq", 0) if groups else 0
+        for g in groups:
+            fields = self._group_fields(g)
+            gid = g.id
+            if gid is None:
+                next_auto += 1
+                gid = f"g{next_auto}"
+            if gid in seen:
+                raise InvalidInput(f"group id {gid!r} given twice", {"group_id": gid})
+            seen.add(gid)
+            prepared.append((gid, fields))
+        await self.get_pool(pool_id)
+        existing = await self._existing(pool_id, [gid for gid, _ in prepared])
+        if existing:
+            raise Conflict(f"group {existing[0]!r} already exists", {"group_id": existing[0]})
+        auto = sum(1 for g in groups if g.id is None)
+        if auto:
+            await self.r.hincrby(keys.pool(pool_id), "gseq", auto)
+        for gid, fields in prepared:
+            result = await self._run(
+                "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), gid, "create", *fields]
+            )
+            if result == "exists":
+                raise Conflict(f"group {gid!r} already exists", {"group_id": gid})
+            if result == "no_pool":
+                raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        return [await self.get_group(pool_id, gid) for gid, _ in prepared]
+
+    async def _existing(self, pool_id: str, gids: Sequence[str]) -> list[str]:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for gid in gids:
+                pipe.exists(keys.group(pool_id, gid))
+            found = await pipe.execute()
+        return [gid for gid, n in zip(gids, found, strict=True) if n]
+
+    async def update_group(self, pool_id: str, group_id: str, data: GroupUpdate) -> GroupPublic:
+        return await self._put(pool_id, group_id, self._group_fields(data))
+
+    async def reset_group(self, pool_id: str, group_id: str) -> GroupPublic:
+        return await self._put(pool_id, group_id, ["c", "0"])
+
+    async def set_position(self, pool_id: str, group_id: str, position: int) -> GroupPublic:
+        return await self._put(pool_id, group_id, ["pos", str(position)])
+
+    async def _put(self, pool_id: str, group_id: str, fields: list[str]) -> GroupPublic:
+        result = await self._run(
+            "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id, "update", *fields]
+        )
+        if result == "no_pool":
+            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        if result == "not_found":
+            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+        return await self.get_group(pool_id, group_id)
+
+    async def delete_group(self, pool_id: str, group_id: str) -> None:
+        result = await self._run(
+            "group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id]
+        )
+        if result == "not_found":
+            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+
+    async def get_group(self, pool_id: str, group_id: str) -> GroupPublic:
+        raw = await self.r.hgetall(keys.group(pool_id, group_id))
+        if not raw:
+            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+        return _group(group_id, raw)
+
+    async def list_groups(self, pool_id: str) -> list[GroupPublic]:
+        gids = [str(_s(g)) for g in await self.r.zrange(keys.order(pool_id), 0, -1)]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for gid in gids:
+                pipe.hgetall(keys.group(pool_id, gid))
+            raws = await pipe.execute()
+        return [_group(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
+
+
+def _group(gid: str, raw: dict[Any, Any]) -> GroupPublic:
+    f = {str(_s(k)): str(_s(v)) for k, v in raw.items()}
+    count, cap = int(f.get("c", 0)), int(f.get("cap", 0))
+    expires = from_ms(f.get("exp"))
+    return GroupPublic(
+        id=gid,
+        name=f.get("name", ""),
+        url=f.get("url", ""),
+        capacity=cap,
+        count=count,
+        remaining=max(cap - count, 0),
+        fill_ratio=round(count / cap, 4) if cap else 1.0,
+        expires_at=expires,
+        expired=expires is not None and expires.timestamp() * 1000 <= time.time() * 1000,
+        weight=int(f.get("w", 1)),
+        enabled=f.get("en") == "1",
+        mode=f.get("mode") or None,  # type: ignore[arg-type]
+        position=int(f.get("pos", 0)),
+    )
