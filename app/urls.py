@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from app.errors import InvalidInput
 
@@ -45,4 +45,24 @@ def check_target_url(url: str, policy: UrlPolicy = UrlPolicy(), field: str = "ur
         host == h or host.endswith("." + h) for h in policy.allowed_hosts
     ):
         raise bad(f"host {host!r} is not in the allow-list")
-    return url
+    return _ascii(url) if not url.isascii() else url
+
+
+def _ascii(url: str) -> str:
+    """Location headers are ASCII: IDNA for the host, percent-encoding for the rest."""
+    parts = urlsplit(url)
+    try:
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidInput("url: host is not a valid internationalised domain name") from None
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    safe = "/:@!$&'()*+,;=-._~%"
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            quote(parts.path, safe=safe),
+            quote(parts.query, safe=safe + "?"),
+            quote(parts.fragment, safe=safe + "?"),
+        )
+    )

@@ -37,7 +37,7 @@ local function add_skip(gid, fi, w)
   skip[gid] = {tonumber(fi or 0), tonumber(w or 0)}
   purge[#purge + 1] = {gid, fi, w}
 end
-for _, gid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 64)) do
+for _, gid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)) do
   local g = redis.call('HMGET', P .. 'g:' .. gid, 'fi', 'w')
   add_skip(gid, g[1], g[2])
 end

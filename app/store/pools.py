@@ -39,6 +39,7 @@ class PoolStore:
     def __init__(self, client: aredis.Redis, *, shebang: bool, urls: UrlPolicy = UrlPolicy()):
         self.r = client
         self.urls = urls
+        self.shebang = shebang
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(scripts.source(name, shebang=shebang))
             for name in ("group_put", "group_delete", "pool_put")

@@ -1,0 +1,140 @@
+"""`livecode`: a thin command line over the same core as the service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import redis.asyncio as aredis
+
+from app import __version__
+from app.embedded import RedisProcess
+from app.errors import Conflict
+from app.schemas import Fallback, GroupCreate, PoolCreate
+from app.settings import Settings
+from app.store.pools import PoolStore
+
+DEMO_POOL = "demo"
+
+
+@contextmanager
+def redis_for(settings: Settings, *, keep: bool = False) -> Iterator[tuple[str, RedisProcess | None]]:
+    """LIVECODE_REDIS_URL, else the embedded server in the data directory: reused when one is
+    already running there (a `serve` in another terminal), started otherwise. With keep=False a
+    server started here is stopped on exit."""
+    if settings.redis_url:
+        yield settings.redis_url, None
+        return
+    data_dir = settings.data_dir.resolve()
+    server = RedisProcess(data_dir, unix_socket=data_dir / "redis.sock")
+    if server.unix_socket is not None and server.unix_socket.exists() and server.ping():
+        yield server.url, None
+        return
+    server.start()
+    try:
+        yield server.url, server
+    finally:
+        if not keep:
+            server.stop()
+
+
+async def seed_demo(url: str, public_base: str) -> str:
+    client = aredis.Redis.from_url(url)
+    try:
+        store = await PoolStore.open(client)
+        try:
+            await store.create_pool(
+                PoolCreate(
+                    id=DEMO_POOL,
+                    name="livecode demo",
+                    fallback=Fallback(message="The demo groups are full. Reset them with the API."),
+                )
+            )
+            await store.add_groups(
+                DEMO_POOL,
+                [
+                    GroupCreate(
+                        id=f"group-{i}", name=f"Demo group {i}",
+                        url=f"https://example.com/demo-group-{i}", capacity=5,
+                    )
+                    for i in (1, 2, 3)
+                ],
+            )
+        except Conflict:
+            pass
+    finally:
+        await client.aclose()
+    return f"{public_base}/s/{DEMO_POOL}"
+
+
+@click.group()
+@click.version_option(__version__, prog_name="livecode")
+def main() -> None:
+    """livecode: one stable QR code, a pool of chat groups."""
+
+
+@main.command()
+@click.option("--host", default=None, help="bind address [LIVECODE_HOST, 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="port [LIVECODE_PORT, 8000]")
+@click.option("--workers", type=int, default=None, help="worker processes [LIVECODE_WORKERS, 1]")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="embedded Redis data [LIVECODE_DATA_DIR, ./livecode-data]")
+@click.option("--demo", is_flag=True, help="seed a demo pool and print its scan URL")
+def serve(host: str | None, port: int | None, workers: int | None, data_dir: Path | None,
+          demo: bool) -> None:
+    """Run the service (uvicorn, uvloop, httptools).
+
+    Without LIVECODE_REDIS_URL it starts and owns a redis-server in the data directory
+    (AOF everysec, noeviction) and stops it on exit.
+    """
+    import uvicorn
+
+    overrides = {k: v for k, v in
+                 {"host": host, "port": port, "workers": workers, "data_dir": data_dir}.items()
+                 if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    with redis_for(settings) as (url, owned):
+        if owned is not None:
+            click.echo(f"embedded redis-server: {url} (data in {settings.data_dir})")
+        os.environ["LIVECODE_REDIS_URL"] = url
+        settings = settings.model_copy(update={"redis_url": url})
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
+        if demo:
+            click.echo(f"demo live code: {asyncio.run(seed_demo(url, base))}")
+        common = dict(
+            host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+            lifespan="on", access_log=False, log_level=settings.log_level,
+            proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+            timeout_graceful_shutdown=5,
+        )
+        if settings.workers == 1:
+            from app.main import create_app
+
+            uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+            return
+        metrics_dir = tempfile.mkdtemp(prefix="livecode-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            uvicorn.run("app.main:create_app_from_env", factory=True,
+                        workers=settings.workers, **common)  # type: ignore[arg-type]
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@main.command()
+def demo() -> None:
+    """Seed the demo pool into the configured (or embedded) Redis."""
+    settings = Settings()
+    with redis_for(settings) as (url, _):
+        base = settings.public_url or f"http://{settings.host}:{settings.port}"
+        click.echo(f"demo live code: {asyncio.run(seed_demo(url, base))}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,94 @@
+"""The application: FastAPI for admin, health, metrics and docs, with the scan path in front of
+it as a bare ASGI callable (see app/routes/scan.py for why)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import __version__
+from app.errors import LivecodeError
+from app.routes import health
+from app.routes import metrics as metrics_route
+from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
+from app.runtime import Runtime
+from app.settings import Settings
+
+
+def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}}, status_code=status
+    )
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(LivecodeError)
+    async def _livecode(_: Request, exc: LivecodeError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @api.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return _error(422, "invalid_input", "request validation failed", details)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = _error(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+
+class LivecodeApp:
+    """Routes `/s/...` to the lean scan endpoint and everything else to FastAPI."""
+
+    def __init__(self, api: FastAPI, scan: ScanEndpoint) -> None:
+        self.api = api
+        self.scan = scan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.scan(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> LivecodeApp:
+    settings = settings or Settings()
+    scan = ScanEndpoint(settings)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.open(settings)
+        api.state.runtime = runtime
+        scan.allocator = runtime.allocator
+        try:
+            yield
+        finally:
+            scan.allocator = None
+            await runtime.close()
+
+    api = FastAPI(
+        title="livecode",
+        version=__version__,
+        summary="One stable QR code, a pool of chat groups, atomic allocation in Redis.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(api)
+    api.include_router(health.router)
+    api.include_router(metrics_route.router)
+    return LivecodeApp(api, scan)
+
+
+def create_app_from_env() -> LivecodeApp:
+    """Factory for uvicorn workers: settings come from LIVECODE_* variables."""
+    return create_app(Settings())

@@ -1,0 +1,55 @@
+"""Settings from the environment (prefix `LIVECODE_`) or keyword arguments in tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.urls import UrlPolicy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVECODE_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, description="unset: `serve` runs its own redis-server in data_dir"
+    )
+    data_dir: Path = Path("livecode-data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = Field(default=None, description="base URL printed on posters")
+
+    deadline_ms: int = Field(default=250, ge=10, le=10_000, description="Redis budget per scan")
+    retry_after_s: int = Field(default=2, ge=1)
+    redis_max_inflight: int = Field(default=10_000, ge=1)
+
+    cookie_name: str = "lc_vid"
+    cookie_max_age_s: int = 400 * 24 * 3600
+    cookie_secure: bool | None = Field(
+        default=None, description="default: on when public_url is https"
+    )
+
+    allow_http_targets: bool = False
+    allowed_target_hosts: list[str] = Field(default_factory=list)
+    forwarded_allow_ips: str = "127.0.0.1"
+    log_level: str = "info"
+
+    @property
+    def deadline_s(self) -> float:
+        return self.deadline_ms / 1000
+
+    @property
+    def secure_cookie(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        return UrlPolicy(
+            allow_http=self.allow_http_targets,
+            allowed_hosts=frozenset(h.lower() for h in self.allowed_target_hosts),
+        )

@@ -1,0 +1,271 @@
+"""The allocation script against a real Redis: every strategy, stickiness, expiry, schedule,
+exactness under concurrency, idempotent retries, and cost that does not grow with pool size."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.schemas import GroupUpdate, PoolUpdate
+from app.store import keys
+from tests.helpers import Core, counts, open_core, seed, snapshot
+
+STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
+
+
+@pytest.fixture
+async def core(redis_url: str) -> Core:  # type: ignore[misc]
+    async with open_core(redis_url) as c:
+        yield c
+
+
+def visitor() -> str:
+    return secrets.token_urlsafe(16)
+
+
+async def scan_many(core: Core, n: int, pool_id: str = "pool-a") -> list[str]:
+    """n scans by n distinct visitors, one after the other; the group id or the outcome."""
+    out = []
+    for _ in range(n):
+        d = await core.allocator.scan(pool_id, visitor())
+        out.append(d.group_id if d.outcome == "new" else d.outcome)
+    return out
+
+
+async def test_fill_fills_in_order_then_falls_back(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 2}, {"capacity": 3}, {"capacity": 1}])
+    assert await scan_many(core, 8) == ["g1", "g1", "g2", "g2", "g2", "g3", "fallback", "fallback"]
+    assert await counts(core.redis) == {"g1": 2, "g2": 3, "g3": 1}
+    stats = await core.store.stats("pool-a")
+    assert stats["new"] == 6 and stats["fallback"] == 2
+
+
+async def test_round_robin_rotates_and_skips_full(core: Core) -> None:
+    await seed(core.store, strategy="round_robin",
+               groups=[{"capacity": 3}, {"capacity": 1}, {"capacity": 3}])
+    assert await scan_many(core, 8) == ["g1", "g2", "g3", "g1", "g3", "g1", "g3", "fallback"]
+
+
+async def test_least_filled_picks_lowest_fill_ratio(core: Core) -> None:
+    await seed(core.store, strategy="least_filled",
+               groups=[{"capacity": 10}, {"capacity": 20}, {"capacity": 10}])
+    await scan_many(core, 20)
+    assert await counts(core.redis) == {"g1": 5, "g2": 10, "g3": 5}
+
+
+async def test_weighted_follows_weights_and_skips_full(core: Core) -> None:
+    await seed(core.store, strategy="weighted", groups=[
+        {"capacity": 10_000, "weight": 1}, {"capacity": 10_000, "weight": 3},
+        {"capacity": 5, "weight": 100},
+    ])
+    got = Counter(await scan_many(core, 1205))
+    assert got["g3"] == 5  # full after 5, never picked again despite its weight
+    share = got["g2"] / (got["g1"] + got["g2"])
+    assert 0.70 < share < 0.80, got  # expected 0.75; 1,200 draws give sd ~0.013
+    assert got["fallback"] == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_disabled_and_expired_groups_are_skipped(core: Core, strategy: str) -> None:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    await seed(core.store, strategy=strategy, groups=[
+        {"capacity": 5, "enabled": False},
+        {"capacity": 5, "expires_at": past},
+        {"capacity": 5},
+    ])
+    assert set(await scan_many(core, 7)) == {"g3", "fallback"}
+    assert await counts(core.redis) == {"g1": 0, "g2": 0, "g3": 5}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_group_that_expires_later_is_skipped_and_purged(core: Core, strategy: str) -> None:
+    soon = datetime.now(UTC) + timedelta(milliseconds=400)
+    await seed(core.store, strategy=strategy,
+               groups=[{"capacity": 100, "expires_at": soon}, {"capacity": 100}])
+    await asyncio.sleep(0.5)
+    assert set(await scan_many(core, 20)) == {"g2"}
+    assert await core.redis.zscore(keys.prefix("pool-a") + "av", "g1") is None
+    assert await core.redis.zscore(keys.prefix("pool-a") + "ex", "g1") is None
+
+
+@pytest.mark.parametrize("rnd,expected", [(0.0, "g2"), (0.999, "g3")])
+async def test_weighted_pick_excludes_expired_slots_in_the_same_scan(
+    core: Core, monkeypatch: pytest.MonkeyPatch, rnd: float, expected: str
+) -> None:
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    await seed(core.store, strategy="weighted", groups=[
+        {"expires_at": soon, "weight": 5}, {"weight": 1}, {"weight": 1},
+        {"expires_at": soon, "weight": 5},
+    ])
+    await asyncio.sleep(0.4)
+    monkeypatch.setattr("app.allocator.engine.random.random", lambda: rnd)
+    d = await core.allocator.scan("pool-a", visitor())
+    assert (d.outcome, d.group_id) == ("new", expected)
+
+
+async def test_sticky_rescan_returns_same_group_without_consuming(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 1}, {"capacity": 5}])
+    v = visitor()
+    first = await core.allocator.scan("pool-a", v)
+    assert (first.outcome, first.group_id) == ("new", "g1")  # g1 is now full
+    for _ in range(3):
+        again = await core.allocator.scan("pool-a", v)
+        assert (again.outcome, again.group_id, again.url) == ("sticky", "g1", first.url)
+    assert await counts(core.redis) == {"g1": 1, "g2": 0}
+    ttl = await core.redis.ttl(keys.sticky("pool-a", v))
+    assert 7 * 24 * 3600 - 5 <= ttl <= 7 * 24 * 3600
+
+
+async def test_sticky_visitor_gets_new_group_when_theirs_is_disabled(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 5}, {"capacity": 5}])
+    v = visitor()
+    assert (await core.allocator.scan("pool-a", v)).group_id == "g1"
+    await core.store.update_group("pool-a", "g1", GroupUpdate(enabled=False))
+    d = await core.allocator.scan("pool-a", v)
+    assert (d.outcome, d.group_id) == ("new", "g2")
+    assert (await core.allocator.scan("pool-a", v)).outcome == "sticky"
+    assert await counts(core.redis) == {"g1": 1, "g2": 1}
+
+
+async def test_sticky_visitor_gets_new_group_when_theirs_expired(core: Core) -> None:
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    await seed(core.store, groups=[{"expires_at": soon}, {}])
+    v = visitor()
+    assert (await core.allocator.scan("pool-a", v)).group_id == "g1"
+    await asyncio.sleep(0.4)
+    d = await core.allocator.scan("pool-a", v)
+    assert (d.outcome, d.group_id) == ("new", "g2")
+
+
+async def test_retried_scan_counts_once(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 10}])
+    v = visitor()
+    results = await asyncio.gather(*(core.allocator.scan("pool-a", v) for _ in range(20)))
+    assert sorted(r.outcome for r in results) == ["new"] + ["sticky"] * 19
+    assert await counts(core.redis) == {"g1": 1}
+
+
+async def test_unknown_pool_writes_nothing(core: Core) -> None:
+    await seed(core.store)
+    before = await snapshot(core.redis)
+    d = await core.allocator.scan("no-such-pool", visitor(), "poster")
+    assert d.outcome == "unknown"
+    assert await snapshot(core.redis) == before
+
+
+@pytest.mark.parametrize(
+    "update,outcome",
+    [
+        ({"status": "paused"}, "paused"),
+        ({"valid_from": datetime.now(UTC) + timedelta(hours=1)}, "not_started"),
+        ({"valid_until": datetime.now(UTC) - timedelta(seconds=1),
+          "valid_from": datetime.now(UTC) - timedelta(hours=1)}, "ended"),
+    ],
+)
+async def test_paused_or_out_of_schedule_allocates_nothing(
+    core: Core, update: dict[str, object], outcome: str
+) -> None:
+    await seed(core.store)
+    await core.store.update_pool("pool-a", PoolUpdate.model_validate(update))
+    before = await snapshot(core.redis)
+    d = await core.allocator.scan("pool-a", visitor(), "poster")
+    assert (d.outcome, d.pool_name) == (outcome, "Pool A")
+    assert await snapshot(core.redis) == before
+    await core.store.update_pool("pool-a", PoolUpdate(status="active", valid_from=None,
+                                                      valid_until=None))
+    assert (await core.allocator.scan("pool-a", visitor())).outcome == "new"
+
+
+async def test_channel_is_counted_and_bounded(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 1000}])
+    for ch in ["poster", "poster", "ad"]:
+        await core.allocator.scan("pool-a", visitor(), ch)
+    stats = await core.store.stats("pool-a")
+    assert stats["n:poster"] == 2 and stats["n:ad"] == 1
+    for i in range(300):
+        await core.allocator.scan("pool-a", visitor(), f"c{i}")
+    stats = await core.store.stats("pool-a")
+    assert len(stats) <= 256 + 1 and stats["n:~other"] > 0
+    assert sum(v for k, v in stats.items() if k.startswith("n:")) == 303
+
+
+async def test_capacity_changes_take_effect_on_next_scan(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 1}, {"capacity": 5}])
+    assert await scan_many(core, 2) == ["g1", "g2"]
+    await core.store.update_group("pool-a", "g1", GroupUpdate(capacity=2))
+    assert await scan_many(core, 1) == ["g1"]
+    await core.store.update_group("pool-a", "g2", GroupUpdate(capacity=1))
+    assert await scan_many(core, 1) == ["fallback"]
+    await core.store.reset_group("pool-a", "g2")
+    assert await scan_many(core, 2) == ["g2", "fallback"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_concurrent_scans_never_overfill(core: Core, strategy: str) -> None:
+    await seed(core.store, strategy=strategy,
+               groups=[{"capacity": 200}, {"capacity": 150, "weight": 3}, {"capacity": 50}])
+    results = await asyncio.gather(*(core.allocator.scan("pool-a", visitor()) for _ in range(1000)))
+    got = Counter(r.group_id if r.outcome == "new" else r.outcome for r in results)
+    assert got == {"g1": 200, "g2": 150, "g3": 50, "fallback": 600}
+    assert await counts(core.redis) == {"g1": 200, "g2": 150, "g3": 50}
+
+
+async def test_script_flush_mid_run_is_invisible(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 300}, {"capacity": 300}])
+
+    async def flusher() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            await core.redis.script_flush()
+
+    results, _ = await asyncio.gather(
+        asyncio.gather(*(core.allocator.scan("pool-a", visitor()) for _ in range(800))),
+        flusher(),
+    )
+    got = Counter(r.outcome for r in results)
+    assert got == {"new": 600, "fallback": 200}
+    assert await counts(core.redis) == {"g1": 300, "g2": 300}
+
+
+async def _commands_per_scan(core: Core, pool_id: str) -> int:
+    await core.redis.config_resetstat()
+    await core.allocator.scan(pool_id, visitor())
+    stats = await core.redis.info("commandstats")
+    return sum(
+        v["calls"] for k, v in stats.items()
+        if k not in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_config", "cmdstat_info")
+    )
+
+
+async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:
+    """Counts the Redis commands one scan runs inside the script: a pool of 10 open groups vs
+    a pool of 2,000 of which only the last 10 have room. Linear work would add ~2,000."""
+    await seed(core.store, "small", groups=[{"capacity": 100_000}] * 10)
+    await seed(core.store, "big", groups=[{"capacity": 1}] * 1990 + [{"capacity": 100_000}] * 10)
+    for i in range(1990):
+        await core.store._put("big", f"g{i + 1}", ["c", "1"])  # full, as if scanned
+    bound = 2 * math.ceil(math.log2(2000)) + 4
+    for strategy in STRATEGIES:
+        for pool_id in ("small", "big"):
+            await core.store.update_pool(pool_id, PoolUpdate(strategy=strategy))  # type: ignore[arg-type]
+        small = await _commands_per_scan(core, "small")
+        big = await _commands_per_scan(core, "big")
+        assert big <= small + bound, (strategy, small, big)
+    picked = {(await core.allocator.scan("big", visitor())).group_id for _ in range(50)}
+    assert picked <= {f"g{i}" for i in range(1991, 2001)}
+
+
+async def test_expired_burst_larger_than_purge_batch(core: Core) -> None:
+    """A burst of expired groups ahead of the open one: the first scan still finds it."""
+    soon = datetime.now(UTC) + timedelta(milliseconds=500)
+    await seed(core.store, groups=[{"expires_at": soon}] * 100 + [{"capacity": 1000}])
+    await asyncio.sleep(0.6)
+    for strategy in STRATEGIES:
+        await core.store.update_pool("pool-a", PoolUpdate(strategy=strategy))  # type: ignore[arg-type]
+        d = await core.allocator.scan("pool-a", visitor())
+        assert (d.outcome, d.group_id) == ("new", "g101"), strategy
