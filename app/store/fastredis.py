@@ -1,0 +1,315 @@
+"""A small auto-pipelining asyncio Redis client for the hot scan path (one EVALSHA per request).
+
+One connection per client. Every command issued during one event-loop turn goes out in a single
+`transport.write`; replies resolve the pending futures in FIFO order. Failures are reported as
+`RedisUnavailable` (outcome unknown or not executed) or `RedisReplyError` (the server said no).
+Nothing is retried except EVALSHA -> EVAL after NOSCRIPT, which is safe: the script did not run.
+
+RESP2 request/reply commands only: no SUBSCRIBE, MONITOR or CLIENT REPLY, and avoid blocking
+commands (BLPOP...), which would hold up every call queued behind them on the shared connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import hiredis
+
+Arg = bytes | str | int | float
+
+_pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
+_ReplyError = hiredis.ReplyError
+_RETRY_CONNECT_AFTER = 0.1  # seconds: fail fast instead of hammering a server that just refused us
+
+
+class RedisUnavailable(Exception):
+    """Connect failure, lost connection, timeout or overload: the outcome is unknown or the
+    command was never executed. Never retried by this client."""
+
+
+class RedisReplyError(Exception):
+    """The server answered with an error reply."""
+
+
+@dataclass(frozen=True)
+class Script:
+    body: bytes
+    sha: bytes  # sha1 hex digest of body, as ASCII bytes
+
+    @classmethod
+    def from_source(cls, source: str) -> Script:
+        body = source.encode()
+        return cls(body=body, sha=hashlib.sha1(body).hexdigest().encode())
+
+
+class _Connection(asyncio.Protocol):
+    """One connection attempt and, once up, the connection itself. Never reused after `fail`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handshake: bytes, handshake_n: int,
+                 stall_timeout: float, on_handshake_error: Callable[[str], None]) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.buf = bytearray()  # user commands not yet written
+        self.handshake = handshake  # AUTH/SELECT, written first and alone
+        self.handshake_left = handshake_n
+        self.ready = False  # transport up and handshake accepted: user commands may be written
+        self.closed = False
+        self.flush_scheduled = False
+        self.progress_at = 0.0  # last reply, or when the pending queue became non-empty
+        self.stall_timeout = stall_timeout
+        self.on_handshake_error = on_handshake_error
+        self.connect_task: asyncio.Task[None] | None = None
+        self.writes = 0
+
+    # -- asyncio.Protocol --
+    def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base_transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # asyncio and uvloop set it already
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.closed:
+            transport.abort()
+            return
+        self.transport = transport
+        if self.handshake_left:
+            self.transport.write(self.handshake)
+        else:
+            self._set_ready()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail("connection lost" + (f": {exc}" if exc else ""))
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        pending = self.pending
+        self.progress_at = self.loop.time()
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as e:
+                self.fail(f"protocol error: {e}")
+                return
+            if reply is False:
+                return
+            if self.handshake_left:
+                self.handshake_left -= 1
+                if type(reply) is _ReplyError:
+                    self.on_handshake_error(f"connection setup failed: {reply}")
+                    self.fail(f"connection setup failed: {reply}")
+                    return
+                if not self.handshake_left:
+                    self._set_ready()
+                continue
+            if not pending:
+                self.fail("protocol desync: reply without a pending request")
+                return
+            fut = pending.popleft()
+            if not fut.done():  # a timed-out or cancelled call: discard its reply
+                fut.set_result(reply)
+
+    # -- client side --
+    def _set_ready(self) -> None:
+        self.ready = True
+        self.flush()
+
+    def schedule_flush(self) -> None:
+        self.flush_scheduled = True
+        self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        transport = self.transport
+        if transport is not None and self.buf and self.ready:
+            buf, self.buf = self.buf, bytearray()  # never mutate what the transport may hold
+            transport.write(buf)
+            self.writes += 1
+
+    def on_timeout(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.done():
+            fut.set_exception(RedisUnavailable("timeout"))
+        self.check_stall()
+
+    def check_stall(self) -> None:
+        if (self.pending and not self.closed
+                and self.loop.time() - self.progress_at > self.stall_timeout):
+            self.fail(f"no reply for more than {self.stall_timeout} s: connection aborted")
+
+    def fail(self, message: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.ready = False
+        self.buf = bytearray()
+        transport, self.transport = self.transport, None
+        pending = self.pending
+        while pending:
+            fut = pending.popleft()
+            if not fut.done():
+                fut.set_exception(RedisUnavailable(message))
+        if transport is not None:
+            transport.abort()
+
+
+class PipelinedRedis:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None,
+                 password: str | None = None, username: str | None = None, db: int = 0,
+                 connect_timeout: float = 1.0, max_inflight: int = 10_000,
+                 stall_timeout: float = 2.0) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.username, self.password, self.db = username, password, db
+        self.connect_timeout = connect_timeout
+        self.max_inflight = max_inflight
+        self.stall_timeout = stall_timeout
+        handshake: list[bytes] = []
+        if password is not None:
+            auth = (b"AUTH", username, password) if username else (b"AUTH", password)
+            handshake.append(_pack(auth))
+        if db:
+            handshake.append(_pack((b"SELECT", db)))
+        self._handshake = b"".join(handshake)
+        self._handshake_n = len(handshake)
+        self._conn: _Connection | None = None
+        self._retry_after = 0.0
+        self._last_error = ""
+        self._closed = False
+        self._old_writes = 0  # transport writes on earlier connections
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> PipelinedRedis:
+        """redis://[[user]:password@]host[:port][/db] or unix:///path.sock[?db=N]; kw override."""
+        u = urlsplit(url)
+        query = parse_qs(u.query)
+        opts: dict[str, Any] = {}
+        if u.username:
+            opts["username"] = unquote(u.username)
+        if u.password is not None:
+            opts["password"] = unquote(u.password)
+        db = query.get("db", [""])[0]
+        if u.scheme == "redis":
+            opts["host"] = u.hostname or "127.0.0.1"
+            opts["port"] = u.port or 6379
+            db = u.path.strip("/") or db
+        elif u.scheme == "unix":
+            if not u.path:
+                raise ValueError(f"no socket path in {url!r}")
+            opts["path"] = unquote(u.path)
+        else:
+            raise ValueError(f"unsupported Redis URL scheme {u.scheme!r} (redis:// or unix://)")
+        if db:
+            opts["db"] = int(db)
+        opts.update(kw)
+        return cls(**opts)
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.transport is not None and not conn.closed
+
+    @property
+    def write_count(self) -> int:
+        """Transport writes so far (for pipelining metrics and tests)."""
+        return self._old_writes + (self._conn.writes if self._conn is not None else 0)
+
+    # A deadline argument, not asyncio.timeout(): one call_later per call is much cheaper.
+    async def execute(self, *args: Arg, timeout: float) -> Any:  # noqa: ASYNC109
+        """Send one command; `timeout` bounds the whole call, connecting included."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._connect()
+        pending = conn.pending
+        if len(pending) >= self.max_inflight:
+            conn.check_stall()
+            raise RedisUnavailable("overloaded")
+        packed = _pack(args)
+        loop = conn.loop
+        fut = loop.create_future()
+        if not pending:
+            conn.progress_at = loop.time()
+        pending.append(fut)
+        conn.buf += packed
+        if conn.ready and not conn.flush_scheduled:
+            conn.schedule_flush()
+        handle = loop.call_later(timeout, conn.on_timeout, fut)
+        try:
+            reply = await fut
+        finally:
+            handle.cancel()
+        if type(reply) is _ReplyError:
+            raise RedisReplyError(str(reply))
+        return reply
+
+    async def evalsha(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
+                      *, timeout: float) -> Any:  # noqa: ASYNC109
+        """EVALSHA, falling back once to EVAL on NOSCRIPT within the same deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            return await self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args,
+                                      timeout=timeout)
+        except RedisReplyError as e:
+            if not str(e).startswith("NOSCRIPT"):
+                raise
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise RedisUnavailable("timeout")
+        return await self.execute(b"EVAL", script.body, len(keys), *keys, *args,
+                                  timeout=remaining)
+
+    async def close(self) -> None:
+        self._closed = True
+        conn = self._conn
+        if conn is None:
+            return
+        conn.fail("client closed")
+        task = conn.connect_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- connecting --
+    def _connect(self) -> _Connection:
+        if self._closed:
+            raise RedisUnavailable("client closed")
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_after:
+            raise RedisUnavailable(f"connect failed recently: {self._last_error}")
+        if self._conn is not None:
+            self._old_writes += self._conn.writes
+        conn = _Connection(loop, self._handshake, self._handshake_n, self.stall_timeout,
+                           self._connect_failed)
+        self._conn = conn
+        conn.connect_task = loop.create_task(self._open(conn))
+        return conn
+
+    def _connect_failed(self, message: str) -> None:
+        self._last_error = message
+        self._retry_after = asyncio.get_running_loop().time() + _RETRY_CONNECT_AFTER
+
+    async def _open(self, conn: _Connection) -> None:
+        loop = conn.loop
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if self.path is not None:
+                    await loop.create_unix_connection(lambda: conn, self.path)
+                else:
+                    await loop.create_connection(lambda: conn, self.host, self.port)
+        except asyncio.CancelledError:
+            conn.fail("connect cancelled")
+            raise
+        except Exception as e:
+            message = f"connect failed: {e!r}"
+            self._connect_failed(message)
+            conn.fail(message)
