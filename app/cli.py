@@ -24,7 +24,9 @@ DEMO_POOL = "demo"
 
 
 @contextmanager
-def redis_for(settings: Settings, *, keep: bool = False) -> Iterator[tuple[str, RedisProcess | None]]:
+def redis_for(
+    settings: Settings, *, keep: bool = False
+) -> Iterator[tuple[str, RedisProcess | None]]:
     """LIVECODE_REDIS_URL, else the embedded server in the data directory: reused when one is
     already running there (a `serve` in another terminal), started otherwise. With keep=False a
     server started here is stopped on exit."""

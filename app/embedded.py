@@ -121,7 +121,8 @@ class RedisProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # a Ctrl-C to `serve` must not kill Redis before its AOF is flushed
+            # a Ctrl-C to `serve` must not kill Redis before its AOF is flushed
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

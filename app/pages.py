@@ -59,7 +59,9 @@ def redirect_page(url: str) -> bytes:
 
 def fallback_page(pool_name: str, message: str, contact_url: str) -> bytes:
     title = pool_name or "All groups are full"
-    text = message or "All groups are full right now. Please try again later. · 群已满，请稍后再试。"
+    text = message or (
+        "All groups are full right now. Please try again later. · 群已满，请稍后再试。"
+    )
     body = f"<h1>{escape(title)}</h1><p>{escape(text)}</p>"
     if contact_url:
         body += _qr_block(contact_url, "Contact us · 联系我们")
@@ -68,7 +70,8 @@ def fallback_page(pool_name: str, message: str, contact_url: str) -> bytes:
 
 def closed_page(pool_name: str, outcome: str) -> bytes:
     text = {
-        "paused": "This code is paused right now. Please try again later. · 活动暂停中，请稍后再试。",
+        "paused": "This code is paused right now. Please try again later. "
+        "· 活动暂停中，请稍后再试。",
         "not_started": "This code is not open yet. · 活动尚未开始。",
         "ended": "This code has ended. Thank you for your interest. · 活动已结束。",
     }.get(outcome, "This code is not available. · 暂不可用。")
@@ -76,7 +79,9 @@ def closed_page(pool_name: str, outcome: str) -> bytes:
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(text)}</p>")
 
 
-NOT_FOUND = _page("Not found", "<h1>Not found</h1><p>This code does not exist. · 二维码不存在。</p>")
+NOT_FOUND = _page(
+    "Not found", "<h1>Not found</h1><p>This code does not exist. · 二维码不存在。</p>"
+)
 UNAVAILABLE = _page(
     "Busy",
     "<h1>Busy</h1><p>We could not place you right now. Please scan again in a moment. "

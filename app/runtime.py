@@ -45,14 +45,14 @@ class Runtime:
         await self.redis.aclose()
 
 
-async def _server_version(client: aredis.Redis, timeout: float) -> str:
+async def _server_version(client: aredis.Redis, wait_s: float) -> str:
     """Wait for Redis at start-up: a clear error beats a service that can only answer 503."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             info = await client.info("server")
             return str(info["redis_version"])
         except (aredis.RedisError, OSError) as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Redis did not answer within {timeout:.0f} s: {exc}") from exc
+                raise RuntimeError(f"Redis did not answer within {wait_s:.0f} s: {exc}") from exc
             await asyncio.sleep(0.2)

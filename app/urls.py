@@ -16,7 +16,8 @@ class UrlPolicy:
     allowed_hosts: frozenset[str] = frozenset()
 
 
-def check_target_url(url: str, policy: UrlPolicy = UrlPolicy(), field: str = "url") -> str:
+def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "url") -> str:
+    policy = policy or UrlPolicy()
     def bad(why: str) -> InvalidInput:
         return InvalidInput(f"{field}: {why}", {"field": field})
 

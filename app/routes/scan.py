@@ -81,7 +81,8 @@ class ScanEndpoint:
         extra = []
         if visitor is None:
             visitor = secrets.token_urlsafe(16)
-            extra.append((b"set-cookie", self._cookie_prefix + visitor.encode() + self._cookie_attrs))
+            cookie_value = self._cookie_prefix + visitor.encode() + self._cookie_attrs
+            extra.append((b"set-cookie", cookie_value))
         channel = ""
         qs = scope.get("query_string", b"")
         if qs:

@@ -30,13 +30,17 @@ from app.schemas import (
 from app.store import keys
 from app.urls import UrlPolicy, check_target_url
 
+DEFAULT_URLS = UrlPolicy()
 
-def _s(v: bytes | str | None) -> str | None:
+
+def _s(v: Any) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
 
 
 class PoolStore:
-    def __init__(self, client: aredis.Redis, *, shebang: bool, urls: UrlPolicy = UrlPolicy()):
+    def __init__(
+        self, client: aredis.Redis, *, shebang: bool, urls: UrlPolicy = DEFAULT_URLS
+    ) -> None:
         self.r = client
         self.urls = urls
         self.shebang = shebang
@@ -46,7 +50,7 @@ class PoolStore:
         }
 
     @classmethod
-    async def open(cls, client: aredis.Redis, urls: UrlPolicy = UrlPolicy()) -> PoolStore:
+    async def open(cls, client: aredis.Redis, urls: UrlPolicy = DEFAULT_URLS) -> PoolStore:
         info = await client.info("server")
         return cls(client, shebang=scripts.supports_shebang(str(info["redis_version"])), urls=urls)
 
@@ -100,7 +104,10 @@ class PoolStore:
         if vf and vu and vf >= vu:
             raise InvalidInput("valid_from must be before valid_until")
         fields = self._pool_fields(data)
-        if fields and await self._run("pool_put", [keys.pool(pool_id)], ["update", *fields]) != "ok":
+        result = "ok"
+        if fields:
+            result = await self._run("pool_put", [keys.pool(pool_id)], ["update", *fields])
+        if result != "ok":
             raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
         return await self.get_pool(pool_id)
 
