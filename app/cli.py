@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,6 +102,9 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
                  {"host": host, "port": port, "workers": workers, "data_dir": data_dir}.items()
                  if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM
+    # action that would end the process before the embedded redis-server is stopped.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     with redis_for(settings) as (url, owned):
         if owned is not None:
             click.echo(f"embedded redis-server: {url} (data in {settings.data_dir})")
@@ -127,6 +131,10 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
                         workers=settings.workers, **common)  # type: ignore[arg-type]
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @main.command()
