@@ -64,7 +64,8 @@ async def test_scan_redirects_with_302_no_store_and_a_visitor_cookie(
     assert r.headers["location"] == "https://chat.example.com/g1"
     assert r.headers["cache-control"] == "no-store"
     cookie = r.headers["set-cookie"]
-    assert re.match(r"lc_vid=[A-Za-z0-9_-]{22}; Path=/; Max-Age=\d+; HttpOnly; SameSite=Lax$", cookie)
+    attrs = r"; Path=/; Max-Age=\d+; HttpOnly; SameSite=Lax$"
+    assert re.match(r"lc_vid=[A-Za-z0-9_-]{22}" + attrs, cookie)
     # a re-scan by the same visitor: same group, nothing consumed, no new cookie
     client.cookies.set("lc_vid", r.cookies["lc_vid"])
     again = await client.get("/s/pool-a")
