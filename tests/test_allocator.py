@@ -190,7 +190,7 @@ async def test_channel_is_counted_and_bounded(core: Core) -> None:
     for i in range(300):
         await core.allocator.scan("pool-a", visitor(), f"c{i}")
     stats = await core.store.stats("pool-a")
-    assert len(stats) <= 256 + 1 and stats["n:~other"] > 0
+    assert len(stats) <= 256 + 2 and stats["n:~other"] > 0  # + "new" + "n:~other"
     assert sum(v for k, v in stats.items() if k.startswith("n:")) == 303
 
 

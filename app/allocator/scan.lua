@@ -2,15 +2,15 @@
 -- pick by the pool's strategy, the count, the sticky record and the stats.
 -- Every read and check comes before the first write. A visitor who already holds a usable group
 -- gets it back with no write at all, so a retried call never counts twice.
+-- The common path (fill, no expired group) runs 9 Redis commands; keep it that way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
 -- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
 -- ARGV[4] a random number in [0, 1) for the weighted strategy
 -- Returns {outcome, ...}: unknown | paused|not_started|ended, name |
 --   sticky|new, gid, url, mode, name | fallback, name, fb_url, fb_msg, fb_contact
-local P, vid, ch, rnd = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
 
-local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 'vf', 'vu',
-  'ttl', 'rr', 'fb_url', 'fb_msg', 'fb_contact', 'fwt', 'fwn')
+local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 'vf', 'vu', 'ttl')
 if not pool[1] then return {'unknown'} end
 local name = pool[2] or ''
 if pool[1] ~= 'active' then return {'paused', name} end
@@ -30,120 +30,130 @@ if vid ~= '' then
 end
 
 local strategy = pool[3] or 'fill'
-local n = tonumber(pool[13] or 0)
--- skipped: indexed groups found unusable (expired); they are purged from the indexes below.
-local skip, purge = {}, {}
-local function add_skip(gid, fi, w)
-  skip[gid] = {tonumber(fi or 0), tonumber(w or 0)}
-  purge[#purge + 1] = {gid, fi, w}
+-- Indexed groups found unusable (expired): skipped now, purged from the indexes below.
+local skip, nskip, purge = {}, 0, {}
+local expired = redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)
+for i = 1, #expired do
+  skip[expired[i]] = true
+  purge[i] = expired[i]
 end
-for _, gid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)) do
-  local g = redis.call('HMGET', P .. 'g:' .. gid, 'fi', 'w')
-  add_skip(gid, g[1], g[2])
+nskip = #expired
+
+local rr, fw_n, fw_total = nil, 0, 0
+if strategy == 'round_robin' then
+  rr = redis.call('HGET', KEYS[1], 'rr')
+elseif strategy == 'weighted' then
+  local f = redis.call('HMGET', KEYS[1], 'fwn', 'fwt')
+  fw_n, fw_total = tonumber(f[1] or 0), tonumber(f[2] or 0)
 end
 
 local function first_unskipped(list)
-  for _, id in ipairs(list) do
-    if not skip[id] then return id end
+  for i = 1, #list do
+    if not skip[list[i]] then return list[i] end
   end
   return nil
 end
 
-local function nskip()
-  local k = 0
-  for _ in pairs(skip) do k = k + 1 end
-  return k
-end
-
--- Smallest slot whose prefix sum exceeds target.
-local function fw_search(target)
-  local pos, step = 0, 1
-  while step * 2 <= n do step = step * 2 end
-  while step >= 1 do
-    local nxt = pos + step
-    if nxt <= n then
-      local v = tonumber(redis.call('HGET', P .. 'fw', nxt) or 0)
-      if v <= target then
-        pos = nxt
-        target = target - v
-      end
-    end
-    step = step / 2
-  end
-  return pos + 1
-end
-
--- Weighted pick that ignores skipped slots without writing: search for r plus the skipped
--- weight that lies before the answer, until that weight stops changing (at most #skip + 1 rounds).
+-- Weighted: a Fenwick search for r that ignores skipped slots without writing: search for r plus
+-- the skipped weight that lies before the answer, until that weight stops changing (at most
+-- nskip + 1 rounds of O(log n)).
 local function pick_weighted()
-  local total = tonumber(pool[12] or 0)
-  for _, s in pairs(skip) do total = total - s[2] end
+  local slots, total = {}, fw_total
+  for gid in pairs(skip) do
+    local s = redis.call('HMGET', P .. 'g:' .. gid, 'fi', 'w')
+    slots[#slots + 1] = {tonumber(s[1] or 0), tonumber(s[2] or 0)}
+    total = total - slots[#slots][2]
+  end
   if total <= 0 then return nil end
-  local r = math.min(math.floor(rnd * total), total - 1)
+  local r = math.min(math.floor(tonumber(ARGV[4]) * total), total - 1)
+  local top = 1
+  while top * 2 <= fw_n do top = top * 2 end
   local before = 0
   while true do
-    local slot = fw_search(r + before)
-    local again = 0
-    for _, s in pairs(skip) do
-      if s[1] <= slot then again = again + s[2] end
+    local pos, rem, step = 0, r + before, top
+    while step >= 1 do
+      if pos + step <= fw_n then
+        local v = tonumber(redis.call('HGET', P .. 'fw', pos + step) or 0)
+        if v <= rem then
+          pos = pos + step
+          rem = rem - v
+        end
+      end
+      step = step / 2
+    end
+    local slot, again = pos + 1, 0
+    for i = 1, #slots do
+      if slots[i][1] <= slot then again = again + slots[i][2] end
     end
     if again == before then
-      if slot > n then return nil end
+      if slot > fw_n then return nil end
       return redis.call('HGET', P .. 'fwg', slot) or nil
     end
     before = again
   end
 end
 
-local function pick()
-  local k = nskip()
-  if strategy == 'weighted' then
-    return pick_weighted()
-  elseif strategy == 'least_filled' then
-    return first_unskipped(redis.call('ZRANGE', P .. 'lf', 0, k))
-  elseif strategy == 'round_robin' and pool[8] then
-    return first_unskipped(redis.call('ZRANGEBYSCORE', P .. 'av', '(' .. pool[8], '+inf', 'LIMIT', 0, k + 1))
-      or first_unskipped(redis.call('ZRANGE', P .. 'av', 0, k))
-  end
-  return first_unskipped(redis.call('ZRANGE', P .. 'av', 0, k))
-end
-
 local gid, g
 for _ = 1, 32 do
-  gid = pick()
+  if strategy == 'weighted' then
+    gid = pick_weighted()
+  elseif strategy == 'least_filled' then
+    gid = first_unskipped(redis.call('ZRANGE', P .. 'lf', 0, nskip))
+  elseif rr then
+    gid = first_unskipped(redis.call('ZRANGEBYSCORE', P .. 'av', '(' .. rr, '+inf', 'LIMIT', 0, nskip + 1))
+      or first_unskipped(redis.call('ZRANGE', P .. 'av', 0, nskip))
+  else
+    gid = first_unskipped(redis.call('ZRANGE', P .. 'av', 0, nskip))
+  end
   if not gid then break end
-  g = redis.call('HMGET', P .. 'g:' .. gid, 'url', 'c', 'cap', 'exp', 'mode', 'w', 'fi', 'pos', 'en')
+  g = redis.call('HMGET', P .. 'g:' .. gid, 'url', 'c', 'cap', 'exp', 'mode', 'en')
   -- Capacity is checked here, not trusted to the index.
-  if g[1] and eligible(g[9], g[2], g[3], g[4], now) then break end
-  add_skip(gid, g[7], g[6])
+  if g[1] and eligible(g[6], g[2], g[3], g[4], now) then break end
+  skip[gid] = true
+  nskip = nskip + 1
+  purge[#purge + 1] = gid
   gid = nil
 end
 
-local stat = nil
+-- What the writes need, read before the first of them.
+local stat = 'new'
 if ch ~= '' then
   stat = 'n:' .. ch
   if redis.call('HEXISTS', P .. 'st', stat) == 0 and redis.call('HLEN', P .. 'st') >= 256 then
     stat = 'n:~other'
   end
 end
+local fills = gid and tonumber(g[2]) + 1 >= tonumber(g[3])
+local pos = nil
+if gid and strategy == 'round_robin' then pos = redis.call('HGET', P .. 'g:' .. gid, 'pos') end
+local unindexing = {}
+for i = 1, #purge do unindexing[i] = purge[i] end
+if fills then unindexing[#unindexing + 1] = gid end
+local slots = {}
+if #unindexing > 0 then
+  if fw_n == 0 then fw_n = tonumber(redis.call('HGET', KEYS[1], 'fwn') or 0) end
+  for i = 1, #unindexing do
+    slots[i] = redis.call('HMGET', P .. 'g:' .. unindexing[i], 'fi', 'w')
+  end
+end
+local fallback = nil
+if not gid then fallback = redis.call('HMGET', KEYS[1], 'fb_url', 'fb_msg', 'fb_contact') end
 
 -- Writes from here on.
-for _, e in ipairs(purge) do unindex(P, n, e[1], e[2], e[3]) end
+for i = 1, #unindexing do unindex(P, fw_n, unindexing[i], slots[i][1], slots[i][2]) end
 
 if not gid then
   redis.call('HINCRBY', P .. 'st', 'fallback', 1)
-  return {'fallback', name, pool[9] or '', pool[10] or '', pool[11] or ''}
+  return {'fallback', name, fallback[1] or '', fallback[2] or '', fallback[3] or ''}
 end
 
 local c = redis.call('HINCRBY', P .. 'g:' .. gid, 'c', 1)
-local cap = tonumber(g[3])
-if c >= cap then
-  unindex(P, n, gid, g[7], g[6])
-else
-  redis.call('ZADD', P .. 'lf', c / cap, gid)
+-- lf scores are kept fresh only while a pool is least_filled; pool_put.lua rebuilds them
+-- when a pool switches to it.
+if not fills and strategy == 'least_filled' then
+  redis.call('ZADD', P .. 'lf', c / tonumber(g[3]), gid)
 end
-if strategy == 'round_robin' then redis.call('HSET', KEYS[1], 'rr', g[8]) end
+if pos then redis.call('HSET', KEYS[1], 'rr', pos) end
 if vid ~= '' then redis.call('SET', KEYS[2], gid, 'EX', tonumber(pool[7] or 604800)) end
-redis.call('HINCRBY', P .. 'st', 'new', 1)
-if stat then redis.call('HINCRBY', P .. 'st', stat, 1) end
+redis.call('HINCRBY', P .. 'st', stat, 1)
 return {'new', gid, g[1], g[5] or pmode, name}

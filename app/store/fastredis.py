@@ -27,6 +27,10 @@ Arg = bytes | str | int | float
 
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 _ReplyError = hiredis.ReplyError
+# Write as soon as this many commands are buffered instead of waiting for the end of the loop
+# turn: Redis then starts on the first scripts while the loop is still parsing HTTP requests.
+# Batching a whole turn made the app and Redis take turns (17k scans/s); 4 gave 26k (bench/).
+_FLUSH_AT = 4
 _RETRY_CONNECT_AFTER = 0.1  # seconds: fail fast instead of hammering a server that just refused us
 
 
@@ -70,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.on_handshake_error = on_handshake_error
         self.connect_task: asyncio.Task[None] | None = None
         self.writes = 0
+        self.nbuf = 0
 
     # -- asyncio.Protocol --
     def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
@@ -135,6 +140,7 @@ class _Connection(asyncio.Protocol):
             buf, self.buf = self.buf, bytearray()  # never mutate what the transport may hold
             transport.write(buf)
             self.writes += 1
+            self.nbuf = 0
 
     def on_timeout(self, fut: asyncio.Future[Any]) -> None:
         if not fut.done():
@@ -239,8 +245,12 @@ class PipelinedRedis:
             conn.progress_at = loop.time()
         pending.append(fut)
         conn.buf += packed
-        if conn.ready and not conn.flush_scheduled:
-            conn.schedule_flush()
+        conn.nbuf += 1
+        if conn.ready:
+            if conn.nbuf >= _FLUSH_AT:
+                conn.flush()
+            elif not conn.flush_scheduled:
+                conn.schedule_flush()
         handle = loop.call_later(timeout, conn.on_timeout, fut)
         try:
             reply = await fut

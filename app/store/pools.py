@@ -144,8 +144,11 @@ class PoolStore:
         return pool
 
     async def stats(self, pool_id: str) -> dict[str, int]:
-        raw = await self.r.hgetall(keys.stats(pool_id))
-        return {str(_s(k)): int(v) for k, v in raw.items()}
+        """new (all new allocations), fallback, and n:<channel> per channel."""
+        raw = {str(_s(k)): int(v) for k, v in (await self.r.hgetall(keys.stats(pool_id))).items()}
+        # the scan bumps one field per allocation: 'new' without a channel, 'n:<ch>' with one
+        raw["new"] = raw.get("new", 0) + sum(v for k, v in raw.items() if k.startswith("n:"))
+        return raw
 
     # groups
 
