@@ -3,6 +3,7 @@ it as a bare ASGI callable (see app/routes/scan.py for why)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import __version__
+from app import __version__, metrics
 from app.errors import LivecodeError
 from app.routes import health
 from app.routes import metrics as metrics_route
@@ -62,6 +63,12 @@ class LivecodeApp:
             await self.api(scope, receive, send)
 
 
+async def _flush_metrics_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        metrics.scans.flush()
+
+
 def create_app(settings: Settings | None = None) -> LivecodeApp:
     settings = settings or Settings()
     scan = ScanEndpoint(settings)
@@ -71,9 +78,12 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         runtime = await Runtime.open(settings)
         api.state.runtime = runtime
         scan.allocator = runtime.allocator
+        flusher = asyncio.create_task(_flush_metrics_every(1.0))
         try:
             yield
         finally:
+            flusher.cancel()
+            metrics.scans.flush()
             scan.allocator = None
             await runtime.close()
 

@@ -216,7 +216,9 @@ async def test_metrics_count_scans_by_outcome(core: Core, client: httpx.AsyncCli
     after = (await client.get("/metrics")).text
     for outcome, n in [("new", 1), ("sticky", 1), ("fallback", 1), ("bot", 1), ("not_found", 1)]:
         assert value(after, outcome) - value(before, outcome) == n, outcome
-    assert "livecode_scan_duration_seconds_bucket" in after
+    count = r"livecode_scan_duration_seconds_count (\S+)"
+    counted = [float(m.group(1)) for m in (re.search(count, t) for t in (before, after)) if m]
+    assert counted[-1] - (counted[0] if len(counted) == 2 else 0) == 5
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

@@ -3,6 +3,7 @@ across workers, and the embedded default keeping its data across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -76,8 +77,13 @@ async def test_2000_concurrent_scans_with_two_workers_are_exact(
         await seed(core.store)  # 3 groups of 200
     with serve("--workers", "2", env={"LIVECODE_REDIS_URL": redis_url}, cwd=tmp_path) as base:
         results = await scan_all(base, 2000)
+        # each worker folds its tallies into the shared metric files once a second
         async with httpx.AsyncClient() as client:
-            metrics_text = (await client.get(base + "/metrics")).text
+            for _ in range(30):
+                metrics_text = (await client.get(base + "/metrics")).text
+                if metric(metrics_text, "new") + metric(metrics_text, "fallback") >= 2000:
+                    break
+                await asyncio.sleep(0.2)
     got = Counter(loc if status == 302 else status for status, loc in results)
     assert got == {
         "https://chat.example.com/g1": 200,

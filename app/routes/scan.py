@@ -53,8 +53,7 @@ class ScanEndpoint:
         except Exception:
             log.exception("scan failed")
             await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after])
-        metrics.scan_outcome[outcome].inc()
-        metrics.observe_scan_seconds(time.perf_counter() - started)
+        metrics.scans.record(outcome, time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, send: Send) -> str:
         method = scope["method"]
