@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from app.allocator import scripts
@@ -36,7 +35,7 @@ class Allocator:
         reply = await self.client.evalsha(
             self.script,
             (p + "pool", p + "v:" + visitor_id),
-            (p, visitor_id, channel, random.random()),
+            (p, visitor_id, channel),
             timeout=self.deadline_s,
         )
         r = [x.decode() for x in reply]

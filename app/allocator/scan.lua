@@ -4,8 +4,7 @@
 -- gets it back with no write at all, so a retried call never counts twice.
 -- The common path (fill, no expired group) runs 9 Redis commands; keep it that way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
--- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
--- ARGV[4] a random number in [0, 1) for the weighted strategy
+-- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none)
 -- Returns {outcome, ...}: unknown | paused|not_started|ended, name |
 --   sticky|new, gid, url, mode, name | fallback, name, fb_url, fb_msg, fb_contact
 local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
@@ -65,7 +64,13 @@ local function pick_weighted()
     total = total - slots[#slots][2]
   end
   if total <= 0 then return nil end
-  local r = math.min(math.floor(tonumber(ARGV[4]) * total), total - 1)
+  -- The draw comes from the visitor id, which is random: no Lua PRNG (not replication-safe
+  -- on older servers) and a retried scan of the same visitor draws the same group.
+  local b64, x = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_', 0
+  for i = 1, 4 do
+    x = x * 64 + (string.find(b64, string.sub(vid, i, i), 1, true) or 1) - 1
+  end
+  local r = math.min(math.floor(x / 16777216 * total), total - 1)
   local top = 1
   while top * 2 <= fw_n do top = top * 2 end
   local before = 0

@@ -259,31 +259,7 @@ class PipelinedRedis:
     # A deadline argument, not asyncio.timeout(): a timer per call costs ~2 us (bench/).
     async def execute(self, *args: Arg, timeout: float) -> Any:  # noqa: ASYNC109
         """Send one command; `timeout` bounds the whole call, connecting included."""
-        conn = self._conn
-        if conn is None or conn.closed:
-            conn = self._connect()
-        pending = conn.pending
-        if len(pending) >= self.max_inflight:
-            conn.check_stall()
-            raise RedisUnavailable("overloaded")
-        packed = _pack(args)
-        loop = conn.loop
-        fut = loop.create_future()
-        now = loop.time()
-        if not pending:
-            conn.progress_at = now
-        pending.append(fut)
-        conn.deadlines.append(now + timeout)
-        if conn.sweep_at is None or now + timeout < conn.sweep_at:
-            conn.watch(now + timeout)
-        conn.buf += packed
-        conn.nbuf += 1
-        if conn.ready:
-            if conn.nbuf >= _FLUSH_AT:
-                conn.flush()
-            elif not conn.flush_scheduled:
-                conn.schedule_flush()
-        reply = await fut
+        reply = await self._send(_pack(args), timeout)
         if type(reply) is _ReplyError:
             raise RedisReplyError(str(reply))
         return reply
@@ -291,19 +267,47 @@ class PipelinedRedis:
     async def evalsha(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
                       *, timeout: float) -> Any:  # noqa: ASYNC109
         """EVALSHA, falling back once to EVAL on NOSCRIPT within the same deadline."""
-        loop = asyncio.get_running_loop()
+        started = asyncio.get_running_loop().time()
+        reply = await self._send(_pack((b"EVALSHA", script.sha, len(keys), *keys, *args)), timeout)
+        if type(reply) is _ReplyError:
+            if not str(reply).startswith("NOSCRIPT"):
+                raise RedisReplyError(str(reply))
+            remaining = started + timeout - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise RedisUnavailable("timeout")
+            reply = await self._send(
+                _pack((b"EVAL", script.body, len(keys), *keys, *args)), remaining
+            )
+            if type(reply) is _ReplyError:
+                raise RedisReplyError(str(reply))
+        return reply
+
+    def _send(self, packed: bytes, timeout: float) -> asyncio.Future[Any]:
+        """Queue one packed command; the future resolves to its reply (errors as values)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._connect()
+        pending = conn.pending
+        if len(pending) >= self.max_inflight:
+            conn.check_stall()
+            raise RedisUnavailable("overloaded")
+        loop = conn.loop
+        fut = loop.create_future()
         deadline = loop.time() + timeout
-        try:
-            return await self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args,
-                                      timeout=timeout)
-        except RedisReplyError as e:
-            if not str(e).startswith("NOSCRIPT"):
-                raise
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise RedisUnavailable("timeout")
-        return await self.execute(b"EVAL", script.body, len(keys), *keys, *args,
-                                  timeout=remaining)
+        if not pending:
+            conn.progress_at = deadline - timeout
+        pending.append(fut)
+        conn.deadlines.append(deadline)
+        if conn.sweep_at is None or deadline < conn.sweep_at:
+            conn.watch(deadline)
+        conn.buf += packed
+        conn.nbuf += 1
+        if conn.ready:
+            if conn.nbuf >= _FLUSH_AT:
+                conn.flush()
+            elif not conn.flush_scheduled:
+                conn.schedule_flush()
+        return fut
 
     async def close(self) -> None:
         self._closed = True
