@@ -93,7 +93,7 @@ class ScanEndpoint:
             elif name == b"user-agent":
                 user_agent = value
         # HEAD and link-preview bots must never consume capacity: answer without Redis.
-        if method == "HEAD" or is_bot(user_agent.decode("latin-1")):
+        if method == "HEAD" or is_bot(user_agent):
             await self._send(send, 200, pages.PREVIEW, head=method == "HEAD")
             return "bot"
 
