@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__, metrics
 from app.errors import LivecodeError
-from app.routes import health
+from app.routes import groups, health, pools
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
@@ -30,7 +30,9 @@ def _error(status: int, code: str, message: str, details: object = None) -> JSON
 def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(LivecodeError)
     async def _livecode(_: Request, exc: LivecodeError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return JSONResponse(
+            exc.body(), status_code=exc.status, headers=getattr(exc, "headers", None)
+        )
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -94,6 +96,8 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         lifespan=lifespan,
     )
     install_error_handlers(api)
+    api.include_router(pools.router)
+    api.include_router(groups.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     return LivecodeApp(api, scan)

@@ -11,6 +11,7 @@ import redis.asyncio as aredis
 from app.allocator import scripts
 from app.allocator.engine import Allocator
 from app.settings import Settings
+from app.store.apikeys import ApiKeyStore
 from app.store.fastredis import PipelinedRedis
 from app.store.pools import PoolStore
 
@@ -22,6 +23,7 @@ class Runtime:
     fast: PipelinedRedis  # the scan path's auto-pipelining client
     store: PoolStore
     allocator: Allocator
+    apikeys: ApiKeyStore
 
     @classmethod
     async def open(cls, settings: Settings, *, startup_timeout: float = 15.0) -> Runtime:
@@ -38,6 +40,7 @@ class Runtime:
             fast=fast,
             store=PoolStore(client, shebang=shebang, urls=settings.url_policy),
             allocator=Allocator(fast, shebang=shebang, deadline_s=settings.deadline_s),
+            apikeys=ApiKeyStore(client),
         )
 
     async def close(self) -> None:

@@ -112,6 +112,16 @@ class PoolPublic(_Model):
     total_capacity: int | None = None
     total_remaining: int | None = None
     stats: dict[str, int] | None = None
+    next_group: str | None = Field(
+        default=None, description="the group the next new scan would get (weighted: one draw)"
+    )
+
+
+class PoolList(_Model):
+    items: list[PoolPublic]
+    total: int
+    limit: int
+    offset: int
 
 
 def to_ms(dt: datetime) -> int:

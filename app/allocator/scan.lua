@@ -4,7 +4,8 @@
 -- gets it back with no write at all, so a retried call never counts twice.
 -- The common path (fill, no expired group) runs 9 Redis commands; keep it that way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
--- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none)
+-- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
+-- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''}
 -- Returns {outcome, ...}: unknown | paused|not_started|ended, name |
 --   sticky|new, gid, url, mode, name | fallback, name, fb_url, fb_msg, fb_contact
 local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
@@ -143,6 +144,8 @@ if #unindexing > 0 then
 end
 local fallback = nil
 if not gid then fallback = redis.call('HMGET', KEYS[1], 'fb_url', 'fb_msg', 'fb_contact') end
+
+if ARGV[4] == '1' then return {'peek', gid or ''} end
 
 -- Writes from here on.
 for i = 1, #unindexing do unindex(P, fw_n, unindexing[i], slots[i][1], slots[i][2]) end

@@ -15,6 +15,12 @@ CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 POOLS_INDEX = "lc:pools"  # zset of pool ids by creation time, for listing
 
+# Admin API keys belong to no pool; they share the hash tag {apikeys} so the scripts that touch a
+# key's hash and the index together stay in one cluster slot.
+APIKEY_ID_RE = re.compile(r"[0-9a-f]{8}")  # use with fullmatch
+APIKEYS_PREFIX = "lc:{apikeys}:"
+APIKEYS_INDEX = APIKEYS_PREFIX + "ids"  # set of every key id
+
 
 def prefix(pool_id: str) -> str:
     return f"lc:{{{pool_id}}}:"
@@ -49,3 +55,8 @@ def pool_keys(pool_id: str) -> list[str]:
     """The fixed per-pool keys (group hashes and sticky keys come on top)."""
     p = prefix(pool_id)
     return [p + s for s in ("pool", "ord", "st", "av", "lf", "ex", "fw", "fwg")]
+
+
+def apikey(key_id: str) -> str:
+    """hash of one API key: hash (sha256 hex of the full key), name, scope, created, last_used."""
+    return APIKEYS_PREFIX + "k:" + key_id

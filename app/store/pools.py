@@ -46,7 +46,7 @@ class PoolStore:
         self.shebang = shebang
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(scripts.source(name, shebang=shebang))
-            for name in ("group_put", "group_delete", "pool_put")
+            for name in ("scan", "group_put", "group_delete", "group_reorder", "pool_put")
         }
 
     @classmethod
@@ -141,7 +141,49 @@ class PoolStore:
             pool.total_capacity = sum(g.capacity for g in usable)
             pool.total_remaining = sum(g.remaining for g in usable)
             pool.stats = await self.stats(pool_id)
+            pool.next_group = await self.next_group(pool_id)
         return pool
+
+    async def list_pools(self, limit: int = 50, offset: int = 0) -> tuple[list[PoolPublic], int]:
+        """Pools by creation time, and how many there are."""
+        ids = await self.r.zrange(keys.POOLS_INDEX, offset, offset + limit - 1)
+        pools = []
+        for pid in ids:
+            try:
+                pools.append(await self.get_pool(str(_s(pid))))
+            except NotFound:  # deleted between the two reads
+                continue
+        return pools, int(await self.r.zcard(keys.POOLS_INDEX))
+
+    async def delete_pool(self, pool_id: str) -> None:
+        """The pool hash goes first: from then on scans see an unknown pool and write nothing,
+        and no group can be added; then its groups, indexes, stats and sticky records."""
+        if not await self.r.delete(keys.pool(pool_id)):
+            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        gids = [str(_s(g)) for g in await self.r.zrange(keys.order(pool_id), 0, -1)]
+        doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
+        for i in range(0, len(doomed), 500):
+            await self.r.unlink(*doomed[i : i + 500])
+        batch: list[Any] = []
+        async for key in self.r.scan_iter(match=keys.sticky_pattern(pool_id), count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await self.r.unlink(*batch)
+                batch = []
+        if batch:
+            await self.r.unlink(*batch)
+        await self.r.zrem(keys.POOLS_INDEX, pool_id)
+
+    async def next_group(self, pool_id: str) -> str | None:
+        """The group the next new scan would get: the scan script run dry (it stops before its
+        first write). For weighted pools this is one draw."""
+        reply = await self._scripts["scan"](
+            keys=[keys.pool(pool_id), keys.sticky(pool_id, "")],
+            args=[keys.prefix(pool_id), "", "", "1"],
+        )
+        if _s(reply[0]) != "peek":
+            return None
+        return str(_s(reply[1])) or None
 
     async def stats(self, pool_id: str) -> dict[str, int]:
         """new (all new allocations), fallback, and n:<channel> per channel."""
@@ -230,6 +272,19 @@ class PoolStore:
         if result == "not_found":
             raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
         return await self.get_group(pool_id, group_id)
+
+    async def reorder_groups(self, pool_id: str, group_ids: Sequence[str]) -> list[GroupPublic]:
+        if len(set(group_ids)) != len(group_ids):
+            raise InvalidInput("a group id is listed twice", {"group_ids": list(group_ids)})
+        result = await self._run(
+            "group_reorder", [keys.pool(pool_id)], [keys.prefix(pool_id), *group_ids]
+        )
+        if result == "no_pool":
+            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        if result == "mismatch":
+            raise InvalidInput("the list must name every group of the pool exactly once",
+                               {"group_ids": list(group_ids)})
+        return await self.list_groups(pool_id)
 
     async def delete_group(self, pool_id: str, group_id: str) -> None:
         result = await self._run(

@@ -1,0 +1,145 @@
+"""Groups of a pool: /api/v1/pools/{pool_id}/groups."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from app import qr
+from app.auth import AdminKey, ReadKey
+from app.deps import StoreDep, pool_id_or_404
+from app.errors import InvalidInput
+from app.schemas import GroupCreate, GroupPublic, GroupUpdate
+
+router = APIRouter(prefix="/api/v1/pools/{pool_id}/groups", tags=["groups"])
+
+WECHAT_CODE_LIFETIME = timedelta(days=7)
+UPLOAD_BODY_LIMIT = qr.MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the form's other fields
+
+
+class GroupOrder(BaseModel):
+    group_ids: list[str] = Field(min_length=1, description="every group of the pool, once")
+
+
+@router.post("", status_code=201)
+async def add_groups(
+    pool_id: str, body: GroupCreate | list[GroupCreate], store: StoreDep, _: AdminKey
+) -> GroupPublic | list[GroupPublic]:
+    """One group, or a list for bulk adds (all or nothing)."""
+    groups = body if isinstance(body, list) else [body]
+    if not groups:
+        raise InvalidInput("the list of groups is empty")
+    created = await store.add_groups(pool_id_or_404(pool_id), groups)
+    return created if isinstance(body, list) else created[0]
+
+
+@router.get("")
+async def list_groups(pool_id: str, store: StoreDep, _: ReadKey) -> list[GroupPublic]:
+    pool_id = pool_id_or_404(pool_id)
+    await store.get_pool(pool_id)
+    return await store.list_groups(pool_id)
+
+
+@router.post("/reorder")
+async def reorder_groups(
+    pool_id: str, body: GroupOrder, store: StoreDep, _: AdminKey
+) -> list[GroupPublic]:
+    return await store.reorder_groups(pool_id_or_404(pool_id), body.group_ids)
+
+
+@router.post(
+    "/upload",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "PNG, JPEG or WebP with the group's QR code, <= 2 MB"},
+                    **{f: {"type": "string"} for f in
+                       ("id", "name", "capacity", "expires_at", "weight", "enabled", "mode")},
+                },
+            }}},
+        }
+    },
+)
+async def upload_group(pool_id: str, request: Request, store: StoreDep, _: AdminKey) -> GroupPublic:
+    """A group from the image of its QR code: the code is decoded to the invite URL it holds.
+    WeChat group codes expire 7 days after they are made: unless `expires_at` is given they get
+    upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat)."""
+    pool_id = pool_id_or_404(pool_id)
+    fields, image = await _read_upload(request)
+    url = await run_in_threadpool(qr.decode_qr_image, image)
+    if qr.is_wechat_group_url(url):
+        fields.setdefault("expires_at", (datetime.now(UTC) + WECHAT_CODE_LIFETIME).isoformat())
+        fields.setdefault("mode", "page")
+    try:
+        group = GroupCreate.model_validate({**fields, "url": url})
+    except ValidationError as exc:
+        raise InvalidInput("invalid upload fields", _errors(exc)) from None
+    return (await store.add_groups(pool_id, [group]))[0]
+
+
+@router.patch("/{group_id}")
+async def update_group(
+    pool_id: str, group_id: str, body: GroupUpdate, store: StoreDep, _: AdminKey
+) -> GroupPublic:
+    return await store.update_group(pool_id_or_404(pool_id), group_id, body)
+
+
+@router.delete("/{group_id}", status_code=204)
+async def delete_group(pool_id: str, group_id: str, store: StoreDep, _: AdminKey) -> Response:
+    await store.delete_group(pool_id_or_404(pool_id), group_id)
+    return Response(status_code=204)
+
+
+@router.post("/{group_id}/reset")
+async def reset_group(pool_id: str, group_id: str, store: StoreDep, _: AdminKey) -> GroupPublic:
+    """Count back to 0: the group takes new scans again."""
+    return await store.reset_group(pool_id_or_404(pool_id), group_id)
+
+
+async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
+    """The form, read with a hard cap: an oversized body is refused before it is read whole."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > UPLOAD_BODY_LIMIT:
+        raise qr.PayloadTooLarge("upload larger than 2 MB", {"max_bytes": qr.MAX_UPLOAD_BYTES})
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("send the image as multipart/form-data with a 'file' field")
+
+    async def capped() -> AsyncGenerator[bytes, None]:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > UPLOAD_BODY_LIMIT:
+                raise qr.PayloadTooLarge("upload larger than 2 MB",
+                                         {"max_bytes": qr.MAX_UPLOAD_BYTES})
+            yield chunk
+
+    try:
+        form = await MultiPartParser(request.headers, capped(), max_files=1, max_fields=16).parse()
+    except MultiPartException as exc:
+        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("the form has no 'file' field with an image")
+        image = await upload.read()
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""}
+    finally:
+        await form.close()
+    return fields, image
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]

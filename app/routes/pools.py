@@ -1,0 +1,93 @@
+"""Pools (live codes): /api/v1/pools."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app import qr
+from app.auth import AdminKey, ReadKey
+from app.deps import RuntimeDep, StoreDep, pool_id_or_404
+from app.schemas import PoolCreate, PoolList, PoolPublic, PoolUpdate
+
+router = APIRouter(prefix="/api/v1/pools", tags=["pools"])
+
+
+@router.post("", status_code=201)
+async def create_pool(body: PoolCreate, store: StoreDep, _: AdminKey) -> PoolPublic:
+    return await store.create_pool(body)
+
+
+@router.get("")
+async def list_pools(
+    store: StoreDep,
+    _: ReadKey,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PoolList:
+    pools, total = await store.list_pools(limit, offset)
+    return PoolList(items=pools, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{pool_id}")
+async def get_pool(pool_id: str, store: StoreDep, _: ReadKey) -> PoolPublic:
+    """The pool with every group's count, remaining room and expiry, the pool's total remaining
+    capacity, and the group the next new scan would get."""
+    return await store.get_pool(pool_id_or_404(pool_id), with_groups=True)
+
+
+@router.patch("/{pool_id}")
+async def update_pool(pool_id: str, body: PoolUpdate, store: StoreDep, _: AdminKey) -> PoolPublic:
+    return await store.update_pool(pool_id_or_404(pool_id), body)
+
+
+@router.delete("/{pool_id}", status_code=204)
+async def delete_pool(pool_id: str, store: StoreDep, _: AdminKey) -> Response:
+    await store.delete_pool(pool_id_or_404(pool_id))
+    return Response(status_code=204)
+
+
+@router.post("/{pool_id}/pause")
+async def pause_pool(pool_id: str, store: StoreDep, _: AdminKey) -> PoolPublic:
+    return await store.set_status(pool_id_or_404(pool_id), "paused")
+
+
+@router.post("/{pool_id}/resume")
+async def resume_pool(pool_id: str, store: StoreDep, _: AdminKey) -> PoolPublic:
+    return await store.set_status(pool_id_or_404(pool_id), "active")
+
+
+QrScale = Annotated[int, Query(ge=1, le=50, description="pixels per module")]
+QrBorder = Annotated[int, Query(ge=0, le=20, description="quiet zone, in modules")]
+QrError = Annotated[str, Query(pattern="^[lmqhLMQH]$", description="error correction level")]
+
+
+def scan_url(request: Request, rt: RuntimeDep, pool_id: str) -> str:
+    base = rt.settings.public_url or str(request.base_url)
+    return f"{base.rstrip('/')}/s/{pool_id}"
+
+
+@router.get(
+    "/{pool_id}/qr.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+async def poster_qr(
+    pool_id: str,
+    fmt: Literal["png", "svg"],
+    request: Request,
+    rt: RuntimeDep,
+    _: ReadKey,
+    scale: QrScale = 10,
+    border: QrBorder = 4,
+    error: QrError = "m",
+) -> Response:
+    """The poster QR (qr.png or qr.svg) of the pool's public scan URL: LIVECODE_PUBLIC_URL, by
+    default this server's own address."""
+    await rt.store.get_pool(pool_id_or_404(pool_id))
+    url = scan_url(request, rt, pool_id)
+    if fmt == "svg":
+        svg = qr.qr_svg(url, scale=scale, border=border, error=error)
+        return Response(svg, media_type="image/svg+xml")
+    return Response(qr.qr_png(url, scale=scale, border=border, error=error), media_type="image/png")
