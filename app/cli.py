@@ -7,73 +7,59 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import redis.asyncio as aredis
 
-from app import __version__
-from app.embedded import RedisProcess
+from app import __version__, cli_admin
+from app.embedded import redis_for
 from app.errors import Conflict
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.settings import Settings
+from app.store.apikeys import ApiKeyStore
 from app.store.pools import PoolStore
 
 DEMO_POOL = "demo"
 
 
-@contextmanager
-def redis_for(
-    settings: Settings, *, keep: bool = False
-) -> Iterator[tuple[str, RedisProcess | None]]:
-    """LIVECODE_REDIS_URL, else the embedded server in the data directory: reused when one is
-    already running there (a `serve` in another terminal), started otherwise. With keep=False a
-    server started here is stopped on exit."""
-    if settings.redis_url:
-        yield settings.redis_url, None
-        return
-    data_dir = settings.data_dir.resolve()
-    server = RedisProcess(data_dir, unix_socket=data_dir / "redis.sock")
-    if server.unix_socket is not None and server.unix_socket.exists() and server.ping():
-        yield server.url, None
-        return
-    server.start()
+async def seed_demo(client: aredis.Redis, public_base: str) -> str:
+    store = await PoolStore.open(client)
     try:
-        yield server.url, server
-    finally:
-        if not keep:
-            server.stop()
+        await store.create_pool(
+            PoolCreate(
+                id=DEMO_POOL,
+                name="livecode demo",
+                fallback=Fallback(message="The demo groups are full. Reset them with the API."),
+            )
+        )
+        await store.add_groups(
+            DEMO_POOL,
+            [
+                GroupCreate(
+                    id=f"group-{i}", name=f"Demo group {i}",
+                    url=f"https://example.com/demo-group-{i}", capacity=5,
+                )
+                for i in (1, 2, 3)
+            ],
+        )
+    except Conflict:
+        pass
+    return f"{public_base}/s/{DEMO_POOL}"
 
 
-async def seed_demo(url: str, public_base: str) -> str:
+async def prepare(url: str, *, initial_key: bool, demo_base: str | None) -> None:
+    """Before serving: the first admin key on a new embedded store, and the demo pool."""
     client = aredis.Redis.from_url(url)
     try:
-        store = await PoolStore.open(client)
-        try:
-            await store.create_pool(
-                PoolCreate(
-                    id=DEMO_POOL,
-                    name="livecode demo",
-                    fallback=Fallback(message="The demo groups are full. Reset them with the API."),
-                )
-            )
-            await store.add_groups(
-                DEMO_POOL,
-                [
-                    GroupCreate(
-                        id=f"group-{i}", name=f"Demo group {i}",
-                        url=f"https://example.com/demo-group-{i}", capacity=5,
-                    )
-                    for i in (1, 2, 3)
-                ],
-            )
-        except Conflict:
-            pass
+        if initial_key:
+            secret = await ApiKeyStore(client).ensure_initial_admin()
+            if secret:
+                click.echo(f"admin API key (shown once, store it now): {secret}")
+        if demo_base:
+            click.echo(f"demo live code: {await seed_demo(client, demo_base)}")
     finally:
         await client.aclose()
-    return f"{public_base}/s/{DEMO_POOL}"
 
 
 @click.group()
@@ -111,8 +97,8 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
         os.environ["LIVECODE_REDIS_URL"] = url
         settings = settings.model_copy(update={"redis_url": url})
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        if demo:
-            click.echo(f"demo live code: {asyncio.run(seed_demo(url, base))}")
+        embedded = not Settings().redis_url
+        asyncio.run(prepare(url, initial_key=embedded, demo_base=base if demo else None))
         common = dict(
             host=settings.host, port=settings.port, loop="uvloop", http="httptools",
             lifespan="on", access_log=False, log_level=settings.log_level,
@@ -143,8 +129,11 @@ def demo() -> None:
     settings = Settings()
     with redis_for(settings) as (url, _):
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        click.echo(f"demo live code: {asyncio.run(seed_demo(url, base))}")
+        asyncio.run(prepare(url, initial_key=False, demo_base=base))
 
+
+for _command in cli_admin.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

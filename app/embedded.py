@@ -14,9 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+from app.settings import Settings
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -160,3 +164,23 @@ class RedisProcess:
     def resume(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
+
+
+@contextmanager
+def redis_for(settings: Settings) -> Iterator[tuple[str, RedisProcess | None]]:
+    """LIVECODE_REDIS_URL, else the embedded server in the data directory: reused when one is
+    already running there (a `serve` in another terminal), else started here and stopped on
+    exit (the second value is then that server)."""
+    if settings.redis_url:
+        yield settings.redis_url, None
+        return
+    data_dir = settings.data_dir.resolve()
+    server = RedisProcess(data_dir, unix_socket=data_dir / "redis.sock")
+    if server.unix_socket is not None and server.unix_socket.exists() and server.ping():
+        yield server.url, None
+        return
+    server.start()
+    try:
+        yield server.url, server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__, metrics
-from app.errors import LivecodeError
+from app.errors import LivecodeError, validation_details
 from app.routes import groups, health, pools
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
@@ -36,10 +36,7 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-            for e in exc.errors()
-        ]
+        details = validation_details(exc.errors())
         return _error(422, "invalid_input", "request validation failed", details)
 
     @api.exception_handler(StarletteHTTPException)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import segno
 import zxingcpp
 from PIL import Image
+from pydantic import ValidationError
 
-from app.errors import InvalidInput, LivecodeError
+from app.errors import InvalidInput, LivecodeError, validation_details
+from app.schemas import GroupCreate
 from app.urls import UrlPolicy, check_target_url
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -138,3 +142,21 @@ def qr_svg(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> 
     )
     width, height = qr.symbol_size(scale=scale, border=border)
     return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
+
+
+WECHAT_CODE_LIFETIME = timedelta(days=7)
+
+
+def group_from_image(image: bytes, fields: dict[str, Any]) -> GroupCreate:
+    """A group from the image of its QR code (the API's upload and `livecode groups upload`).
+    WeChat group codes expire 7 days after they are made: unless `expires_at` is given they get
+    upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat)."""
+    url = decode_qr_image(image)
+    fields = dict(fields)
+    if is_wechat_group_url(url):
+        fields.setdefault("expires_at", (datetime.now(UTC) + WECHAT_CODE_LIFETIME).isoformat())
+        fields.setdefault("mode", "page")
+    try:
+        return GroupCreate.model_validate({**fields, "url": url})
+    except ValidationError as exc:
+        raise InvalidInput("invalid group fields", validation_details(exc.errors())) from None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -20,7 +19,6 @@ from app.schemas import GroupCreate, GroupPublic, GroupUpdate
 
 router = APIRouter(prefix="/api/v1/pools/{pool_id}/groups", tags=["groups"])
 
-WECHAT_CODE_LIFETIME = timedelta(days=7)
 UPLOAD_BODY_LIMIT = qr.MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the form's other fields
 
 
@@ -79,14 +77,7 @@ async def upload_group(pool_id: str, request: Request, store: StoreDep, _: Admin
     upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat)."""
     pool_id = pool_id_or_404(pool_id)
     fields, image = await _read_upload(request)
-    url = await run_in_threadpool(qr.decode_qr_image, image)
-    if qr.is_wechat_group_url(url):
-        fields.setdefault("expires_at", (datetime.now(UTC) + WECHAT_CODE_LIFETIME).isoformat())
-        fields.setdefault("mode", "page")
-    try:
-        group = GroupCreate.model_validate({**fields, "url": url})
-    except ValidationError as exc:
-        raise InvalidInput("invalid upload fields", _errors(exc)) from None
+    group = await run_in_threadpool(qr.group_from_image, image, fields)  # decoding is CPU work
     return (await store.add_groups(pool_id, [group]))[0]
 
 
@@ -140,6 +131,3 @@ async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
         await form.close()
     return fields, image
 
-
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]

@@ -258,7 +258,15 @@ class PoolStore:
         return await self._put(pool_id, group_id, self._group_fields(data))
 
     async def reset_group(self, pool_id: str, group_id: str) -> GroupPublic:
-        return await self._put(pool_id, group_id, ["c", "0"])
+        return await self.set_count(pool_id, group_id, 0)
+
+    async def set_count(self, pool_id: str, group_id: str, count: int) -> GroupPublic:
+        """Reset (0), or restore a count from an export."""
+        return await self._put(pool_id, group_id, ["c", str(count)])
+
+    def check_group(self, group: GroupCreate) -> None:
+        """Validate a group as add_groups would, without writing anything."""
+        self._group_fields(group)
 
     async def set_position(self, pool_id: str, group_id: str, position: int) -> GroupPublic:
         return await self._put(pool_id, group_id, ["pos", str(position)])
