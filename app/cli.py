@@ -91,13 +91,13 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
     # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM
     # action that would end the process before the embedded redis-server is stopped.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    embedded = not settings.redis_url
     with redis_for(settings) as (url, owned):
         if owned is not None:
             click.echo(f"embedded redis-server: {url} (data in {settings.data_dir})")
         os.environ["LIVECODE_REDIS_URL"] = url
         settings = settings.model_copy(update={"redis_url": url})
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        embedded = not Settings().redis_url
         asyncio.run(prepare(url, initial_key=embedded, demo_base=base if demo else None))
         common = dict(
             host=settings.host, port=settings.port, loop="uvloop", http="httptools",
