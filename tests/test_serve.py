@@ -31,15 +31,16 @@ def serve(*args: str, env: dict[str, str], cwd: Path) -> Iterator[str]:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECODE_")}
     full_env.update(env)
+    log = (cwd / "serve.log").open("ab")  # appended across restarts; tests read it
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args],
-        env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert proc.poll() is None, (cwd / "serve.log").read_text()
             try:
                 if httpx.get(base + "/readyz", timeout=1).status_code == 200:
                     break
@@ -55,6 +56,7 @@ def serve(*args: str, env: dict[str, str], cwd: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 async def scan_all(base: str, n: int, path: str = "/s/pool-a") -> list[tuple[int, str]]:
@@ -106,6 +108,9 @@ async def test_embedded_default_keeps_data_across_restart(tmp_path: Path) -> Non
         results = await scan_all(base, 3, "/s/demo")
         assert [loc for _, loc in results] == ["https://example.com/demo-group-1"] * 3
     assert not sock.exists() or not _pings(sock), "serve must stop the redis-server it started"
+    first_log = (tmp_path / "serve.log").read_text()
+    key = re.search(r"admin API key \(shown once, store it now\): (lc_\S+)", first_log)
+    assert key, first_log
 
     with serve("--data-dir", str(data), env={}, cwd=tmp_path) as base:
         results = await scan_all(base, 3, "/s/demo")
@@ -113,6 +118,12 @@ async def test_embedded_default_keeps_data_across_restart(tmp_path: Path) -> Non
         assert locations == ["https://example.com/demo-group-1"] * 2 + [
             "https://example.com/demo-group-2"
         ]
+        async with httpx.AsyncClient() as client:
+            auth = {"Authorization": f"Bearer {key.group(1)}"}
+            pool = (await client.get(f"{base}/api/v1/pools/demo", headers=auth)).json()
+            assert [g["count"] for g in pool["groups"]] == [5, 1, 0]
+        # printed once: the second start found the key already there
+        assert (tmp_path / "serve.log").read_text().count("admin API key") == 1
         with redis.Redis(unix_socket_path=str(sock)) as r:
             assert r.config_get("appendonly")["appendonly"] == "yes"
             assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
