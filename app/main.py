@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__, metrics
+from app.bodylimit import BodyLimit
 from app.errors import LivecodeError, validation_details
 from app.routes import groups, health, pools
 from app.routes import metrics as metrics_route
@@ -51,8 +52,9 @@ def install_error_handlers(api: FastAPI) -> None:
 class LivecodeApp:
     """Routes `/s/...` to the lean scan endpoint and everything else to FastAPI."""
 
-    def __init__(self, api: FastAPI, scan: ScanEndpoint) -> None:
-        self.api = api
+    def __init__(self, api: FastAPI, scan: ScanEndpoint, body_limit: int) -> None:
+        self.fastapi = api
+        self.api = BodyLimit(api, body_limit)
         self.scan = scan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,7 +99,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(groups.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
-    return LivecodeApp(api, scan)
+    return LivecodeApp(api, scan, settings.api_body_limit_bytes)
 
 
 def create_app_from_env() -> LivecodeApp:

@@ -88,4 +88,9 @@ UNAVAILABLE = _page(
     "· 系统繁忙，请稍后重新扫码。</p>",
 )
 PREVIEW = _page("Join the group", "<h1>Join the group</h1><p>Scan or open this link to join.</p>")
+TOO_MANY = _page(
+    "Slow down",
+    "<h1>Slow down</h1><p>Too many scans from your network. Please try again in a minute. "
+    "· 扫码过于频繁，请稍后再试。</p>",
+)
 METHOD_NOT_ALLOWED = _page("Method not allowed", "<h1>Method not allowed</h1>")

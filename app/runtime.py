@@ -39,7 +39,12 @@ class Runtime:
             redis=client,
             fast=fast,
             store=PoolStore(client, shebang=shebang, urls=settings.url_policy),
-            allocator=Allocator(fast, shebang=shebang, deadline_s=settings.deadline_s),
+            allocator=Allocator(
+                fast,
+                shebang=shebang,
+                deadline_s=settings.deadline_s,
+                rate_limit=settings.scan_rate_limit_per_min,
+            ),
             apikeys=ApiKeyStore(client),
         )
 

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
 
     deadline_ms: int = Field(default=250, ge=10, le=10_000, description="Redis budget per scan")
     retry_after_s: int = Field(default=2, ge=1)
+    scan_rate_limit_per_min: int = Field(
+        default=0, ge=0, description="new allocations per client IP per pool per minute; 0: off"
+    )
+    api_body_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     redis_max_inflight: int = Field(default=10_000, ge=1)
 
     cookie_name: str = "lc_vid"

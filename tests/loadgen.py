@@ -39,6 +39,7 @@ async def fire(
     *,
     concurrency: int = 100,
     cookies: list[str | None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> list[Reply]:
     """n GETs of `path` over `concurrency` connections; cookies[i] is sent with request i."""
     replies: list[Reply | None] = [None] * n
@@ -50,6 +51,7 @@ async def fire(
             for i in next_index:
                 cookie = cookies[i] if cookies else None
                 extra = f"Cookie: {cookie}\r\n" if cookie else ""
+                extra += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
                 request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
                 replies[i] = await _exchange(reader, writer, request)
         finally:

@@ -13,7 +13,7 @@ READY_PROBE_POOL = "_readyz"  # not a valid pool id, so never a real pool
 
 @dataclass(slots=True)
 class Decision:
-    outcome: str  # new | sticky | fallback | paused | not_started | ended | unknown
+    outcome: str  # new | sticky | fallback | paused | not_started | ended | unknown | limited
     group_id: str = ""
     url: str = ""
     mode: str = "redirect"
@@ -21,22 +21,28 @@ class Decision:
     fallback_url: str = ""
     fallback_message: str = ""
     fallback_contact: str = ""
+    retry_after: int = 0
 
 
 class Allocator:
-    def __init__(self, client: PipelinedRedis, *, shebang: bool, deadline_s: float) -> None:
+    def __init__(
+        self, client: PipelinedRedis, *, shebang: bool, deadline_s: float, rate_limit: int = 0
+    ) -> None:
         self.client = client
         self.deadline_s = deadline_s
+        self.rate_limit = rate_limit
         self.script = Script.from_source(scripts.source("scan", shebang=shebang))
 
-    async def scan(self, pool_id: str, visitor_id: str, channel: str = "") -> Decision:
+    async def scan(
+        self, pool_id: str, visitor_id: str, channel: str = "", client_ip: str = ""
+    ) -> Decision:
         """Raises RedisUnavailable / RedisReplyError: the caller answers 503."""
         p = keys.prefix(pool_id)
+        args: tuple[str | int, ...] = (p, visitor_id, channel)
+        if self.rate_limit:
+            args += ("", self.rate_limit, client_ip or "-")
         reply = await self.client.evalsha(
-            self.script,
-            (p + "pool", p + "v:" + visitor_id),
-            (p, visitor_id, channel),
-            timeout=self.deadline_s,
+            self.script, (p + "pool", p + "v:" + visitor_id), args, timeout=self.deadline_s
         )
         r = [x.decode() for x in reply]
         outcome = r[0]
@@ -49,6 +55,8 @@ class Allocator:
             )
         if outcome == "unknown":
             return Decision(outcome)
+        if outcome == "limited":
+            return Decision(outcome, retry_after=int(r[1]))
         return Decision(outcome, pool_name=r[1])
 
     async def probe(self) -> None:

@@ -5,7 +5,9 @@
 -- The common path (fill, no expired group) runs 9 Redis commands; keep it that way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
 -- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
--- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''}
+-- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''},
+-- ARGV[5] new allocations allowed per client per minute (absent or 0: no limit), ARGV[6] client
+-- Returns also {'limited', seconds until the window ends} when ARGV[5] is exceeded.
 -- Returns {outcome, ...}: unknown | paused|not_started|ended, name |
 --   sticky|new, gid, url, mode, name | fallback, name, fb_url, fb_msg, fb_contact
 local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
@@ -26,6 +28,17 @@ if vid ~= '' then
     if g[1] and g[2] == '1' and (not g[3] or tonumber(g[3]) > now) then
       return {'sticky', sticky, g[1], g[4] or pmode, name}
     end
+  end
+end
+
+-- A per-client limit on new allocations (re-scans above are free), so one client cannot drain
+-- a pool. A fixed one-minute window; the counter lives in the pool's slot.
+local limit, rl_key = tonumber(ARGV[5] or 0), nil
+if limit and limit > 0 then
+  local minute = math.floor(now / 60000)
+  rl_key = P .. 'rl:' .. ARGV[6] .. ':' .. minute
+  if tonumber(redis.call('GET', rl_key) or 0) >= limit then
+    return {'limited', tostring(60 - math.floor(now / 1000) % 60)}
   end
 end
 
@@ -164,4 +177,8 @@ end
 if pos then redis.call('HSET', KEYS[1], 'rr', pos) end
 if vid ~= '' then redis.call('SET', KEYS[2], gid, 'EX', tonumber(pool[7] or 604800)) end
 redis.call('HINCRBY', P .. 'st', stat, 1)
+if rl_key then
+  redis.call('INCR', rl_key)
+  redis.call('EXPIRE', rl_key, 120)
+end
 return {'new', gid, g[1], g[5] or pmode, name}

@@ -35,6 +35,17 @@ _NO_STORE = (b"cache-control", b"no-store")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 
 
+_IP_CHARS = frozenset("0123456789abcdefABCDEF:.")
+
+
+def _client_ip(scope: Scope) -> str:
+    """The peer, or the X-Forwarded-For client when uvicorn trusts the proxy (it rewrites
+    scope["client"] only for LIVECODE_FORWARDED_ALLOW_IPS). It becomes part of a key name."""
+    client = scope.get("client")
+    ip = str(client[0]) if client else ""
+    return ip if len(ip) <= 45 and set(ip) <= _IP_CHARS else "-"
+
+
 class VisitorIds:
     """Random visitor ids (128 bits, base64url). Reads 16 KiB from the OS at a time: one
     getrandom() per scan cost more than the encoding. Refills after a fork."""
@@ -113,7 +124,7 @@ class ScanEndpoint:
 
         assert self.allocator is not None, "lifespan did not run"
         try:
-            d = await self.allocator.scan(pool_id, visitor, channel)
+            d = await self.allocator.scan(pool_id, visitor, channel, _client_ip(scope))
         except (RedisUnavailable, RedisReplyError) as exc:
             kind = "reply" if isinstance(exc, RedisReplyError) else (
                 "timeout" if "timeout" in str(exc) else "unavailable"
@@ -140,6 +151,10 @@ class ScanEndpoint:
         if outcome == "unknown":
             await self._send(send, 404, pages.NOT_FOUND)
             return "not_found"
+        if outcome == "limited":
+            retry = (b"retry-after", str(d.retry_after).encode())
+            await self._send(send, 429, pages.TOO_MANY, [retry, *extra])
+            return "limited"
         await self._send(send, 200, pages.closed_page(d.pool_name, outcome), extra)
         return "paused"
 
