@@ -4,15 +4,18 @@ it as a bare ASGI callable (see app/routes/scan.py for why)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__, metrics
+from app.auth import bearer, require_admin, require_read
 from app.bodylimit import BodyLimit
 from app.errors import LivecodeError, validation_details
 from app.routes import groups, health, pools
@@ -20,6 +23,8 @@ from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
 from app.settings import Settings
+
+log = logging.getLogger("livecode")
 
 
 def _error(status: int, code: str, message: str, details: object = None) -> JSONResponse:
@@ -36,9 +41,26 @@ def install_error_handlers(api: FastAPI) -> None:
         )
 
     @api.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses the body before the auth dependency runs: who may ask comes first
+        if request.url.path.startswith("/api/"):
+            try:
+                credentials = await bearer(request)
+                if request.method in ("GET", "HEAD"):
+                    await require_read(request, credentials)
+                else:
+                    await require_admin(request, credentials)
+            except LivecodeError as denied:
+                return await _livecode(request, denied)
         details = validation_details(exc.errors())
         return _error(422, "invalid_input", "request validation failed", details)
+
+    @api.exception_handler(RedisError)
+    async def _store(_: Request, exc: RedisError) -> JSONResponse:
+        log.warning("admin request failed on Redis: %r", exc)
+        response = _error(503, "store_unavailable", "the store is unavailable, try again")
+        response.headers["Retry-After"] = "2"
+        return response
 
     @api.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.allocator import scripts
 from app.allocator.engine import Allocator
@@ -30,7 +33,7 @@ class Runtime:
         url = settings.redis_url
         if not url:
             raise RuntimeError("LIVECODE_REDIS_URL is not set (`livecode serve` sets it)")
-        client = aredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        client = admin_client(url, settings.redis_admin_connections)
         version = await _server_version(client, startup_timeout)
         shebang = scripts.supports_shebang(version)
         fast = PipelinedRedis.from_url(url, max_inflight=settings.redis_max_inflight)
@@ -51,6 +54,21 @@ class Runtime:
     async def close(self) -> None:
         await self.fast.close()
         await self.redis.aclose()
+
+
+def admin_client(url: str, max_connections: int) -> aredis.Redis:
+    """redis-py for the admin API: a pool that waits for a free connection instead of failing
+    past its size, and retries only on connection errors (a timed-out command may have run)."""
+    pool = aredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError],
+    )
+    return aredis.Redis.from_pool(pool)
 
 
 async def _server_version(client: aredis.Redis, wait_s: float) -> str:

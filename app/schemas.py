@@ -81,6 +81,10 @@ class GroupUpdate(_Model):
     mode: Mode | None = None
 
 
+class GroupOrder(_Model):
+    group_ids: list[str] = Field(min_length=1, description="every group of the pool, once")
+
+
 class GroupPublic(_Model):
     id: str
     name: str

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     )
     api_body_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     redis_max_inflight: int = Field(default=10_000, ge=1)
+    redis_admin_connections: int = Field(default=64, ge=1, description="admin API pool size")
 
     cookie_name: str = "lc_vid"
     cookie_max_age_s: int = 400 * 24 * 3600

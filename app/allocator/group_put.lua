@@ -2,13 +2,23 @@
 -- takes effect on the very next scan (a raised capacity makes a full group eligible again, a
 -- lowered one below its count takes it out). Fields: name url cap c exp w en mode pos;
 -- an empty value removes the field (exp, mode).
--- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] gid, ARGV[3] 'create' | 'update', then pairs.
--- Returns 'ok' | 'no_pool' | 'exists' | 'not_found'.
+-- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] gid ('' on create: the next free g<N>),
+-- ARGV[3] 'create' | 'update', then pairs.
+-- Returns {'ok', gid} | 'no_pool' | 'exists' | 'not_found'.
 local P, gid, op = ARGV[1], ARGV[2], ARGV[3]
-local gkey = P .. 'g:' .. gid
 
-local pool = redis.call('HMGET', KEYS[1], 'status', 'fwn', 'seq')
+local pool = redis.call('HMGET', KEYS[1], 'status', 'fwn', 'seq', 'gseq')
 if not pool[1] then return 'no_pool' end
+local gseq = nil
+if gid == '' then
+  -- ids chosen by operators may already hold some g<N>: take the next one that is free
+  gseq = tonumber(pool[4] or 0)
+  repeat
+    gseq = gseq + 1
+    gid = 'g' .. gseq
+  until redis.call('EXISTS', P .. 'g:' .. gid) == 0
+end
+local gkey = P .. 'g:' .. gid
 local exists = redis.call('EXISTS', gkey) == 1
 if op == 'create' and exists then return 'exists' end
 if op == 'update' and not exists then return 'not_found' end
@@ -54,6 +64,7 @@ local now = now_ms()
 local is = eligible(new.en, new.c, new.cap, new.exp, now)
 
 -- Writes from here on.
+if gseq then redis.call('HSET', KEYS[1], 'gseq', gseq) end
 if not exists then
   n = n + 1
   redis.call('HSET', P .. 'fw', n, append_node)
@@ -75,4 +86,4 @@ elseif is and was then
   if new.exp then redis.call('ZADD', P .. 'ex', new.exp, gid) else redis.call('ZREM', P .. 'ex', gid) end
   fw_add(P, n, tonumber(new.fi), tonumber(new.w) - tonumber(old.w))
 end
-return 'ok'
+return {'ok', gid}

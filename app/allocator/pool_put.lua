@@ -1,7 +1,10 @@
 -- Create a pool, or update fields of an existing one. An empty value removes the field.
 -- KEYS[1] pool hash. ARGV[1] 'create' | 'update', then field/value pairs.
--- Returns 'ok' | 'exists' | 'not_found'.
+-- Returns 'ok' | 'exists' | 'not_found' | 'deleting' (a delete of that id is still running).
 local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[1] == 'create' and redis.call('EXISTS', string.sub(KEYS[1], 1, -5) .. 'deleting') == 1 then
+  return 'deleting'
+end
 local strategy = redis.call('HGET', KEYS[1], 'strategy')
 if ARGV[1] == 'create' and exists then return 'exists' end
 if ARGV[1] == 'update' and not exists then return 'not_found' end

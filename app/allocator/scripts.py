@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put")
+NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put", "pool_delete")
 
 
 @cache

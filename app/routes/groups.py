@@ -6,7 +6,6 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -15,15 +14,11 @@ from app import qr
 from app.auth import AdminKey, ReadKey
 from app.deps import StoreDep, pool_id_or_404
 from app.errors import InvalidInput
-from app.schemas import GroupCreate, GroupPublic, GroupUpdate
+from app.schemas import GroupCreate, GroupOrder, GroupPublic, GroupUpdate
 
 router = APIRouter(prefix="/api/v1/pools/{pool_id}/groups", tags=["groups"])
 
 UPLOAD_BODY_LIMIT = qr.MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the form's other fields
-
-
-class GroupOrder(BaseModel):
-    group_ids: list[str] = Field(min_length=1, description="every group of the pool, once")
 
 
 @router.post("", status_code=201)

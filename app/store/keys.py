@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
-POOL_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]$")
-GROUP_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-VISITOR_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+# \Z, not $: "$" also matches before a trailing newline, which would reach a key name.
+POOL_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]\Z")
+GROUP_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z")
+VISITOR_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}\Z")
+CHANNEL_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 
 POOLS_INDEX = "lc:pools"  # zset of pool ids by creation time, for listing
 

@@ -6,6 +6,7 @@ scan script reads never disagree with the groups they describe.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,7 @@ class PoolStore:
         self.shebang = shebang
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(scripts.source(name, shebang=shebang))
-            for name in ("scan", "group_put", "group_delete", "group_reorder", "pool_put")
+            for name in scripts.NAMES
         }
 
     @classmethod
@@ -56,7 +57,7 @@ class PoolStore:
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> str:
         result = await self._scripts[name](keys=list(keys_), args=list(args))
-        return str(_s(result))
+        return str(_s(result[0] if isinstance(result, list) else result))
 
     # pools
 
@@ -92,8 +93,11 @@ class PoolStore:
                 data.model_fields_set.add(name)
         now = int(time.time() * 1000)
         args = ["create", *self._pool_fields(data), "created", str(now)]
-        if await self._run("pool_put", [keys.pool(data.id)], args) == "exists":
+        result = await self._run("pool_put", [keys.pool(data.id)], args)
+        if result == "exists":
             raise Conflict(f"pool {data.id!r} already exists", {"pool_id": data.id})
+        if result == "deleting":
+            raise Conflict(f"pool {data.id!r} is being deleted, try again", {"pool_id": data.id})
         await self.r.zadd(keys.POOLS_INDEX, {data.id: now}, nx=True)
         return await self.get_pool(data.id)
 
@@ -158,7 +162,7 @@ class PoolStore:
     async def delete_pool(self, pool_id: str) -> None:
         """The pool hash goes first: from then on scans see an unknown pool and write nothing,
         and no group can be added; then its groups, indexes, stats and sticky records."""
-        if not await self.r.delete(keys.pool(pool_id)):
+        if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
             raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
         gids = [str(_s(g)) for g in await self.r.zrange(keys.order(pool_id), 0, -1)]
         doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
@@ -173,13 +177,15 @@ class PoolStore:
         if batch:
             await self.r.unlink(*batch)
         await self.r.zrem(keys.POOLS_INDEX, pool_id)
+        await self.r.delete(keys.prefix(pool_id) + "deleting")
 
     async def next_group(self, pool_id: str) -> str | None:
         """The group the next new scan would get: the scan script run dry (it stops before its
         first write). For weighted pools this is one draw."""
+        vid = secrets.token_urlsafe(16)  # the weighted draw comes from the visitor id
         reply = await self._scripts["scan"](
-            keys=[keys.pool(pool_id), keys.sticky(pool_id, "")],
-            args=[keys.prefix(pool_id), "", "", "1"],
+            keys=[keys.pool(pool_id), keys.sticky(pool_id, vid)],
+            args=[keys.prefix(pool_id), vid, "", "1"],
         )
         if _s(reply[0]) != "peek":
             return None
@@ -216,36 +222,37 @@ class PoolStore:
         return [x for kv in fields.items() for x in kv]
 
     async def add_groups(self, pool_id: str, groups: Sequence[GroupCreate]) -> list[GroupPublic]:
-        """All or nothing for validation; each group is then created atomically."""
-        prepared: list[tuple[str, list[str]]] = []
-        seen: set[str] = set()
-        next_auto = await self.r.hincrby(keys.pool(pool_id), "gseq", 0) if groups else 0
-        for g in groups:
-            fields = self._group_fields(g)
-            gid = g.id
-            if gid is None:
-                next_auto += 1
-                gid = f"g{next_auto}"
-            if gid in seen:
-                raise InvalidInput(f"group id {gid!r} given twice", {"group_id": gid})
-            seen.add(gid)
-            prepared.append((gid, fields))
+        """All or nothing: everything is validated and checked before the first write, and if a
+        concurrent change still makes one create fail, the groups created so far are removed.
+        Groups without an id get the next free g<N>, chosen inside the script."""
+        prepared = [(g.id or "", self._group_fields(g)) for g in groups]
+        chosen = [gid for gid, _ in prepared if gid]
+        twice = {gid for gid in chosen if chosen.count(gid) > 1}
+        if twice:
+            gid = sorted(twice)[0]
+            raise InvalidInput(f"group id {gid!r} given twice", {"group_id": gid})
         await self.get_pool(pool_id)
-        existing = await self._existing(pool_id, [gid for gid, _ in prepared])
+        existing = await self._existing(pool_id, chosen)
         if existing:
             raise Conflict(f"group {existing[0]!r} already exists", {"group_id": existing[0]})
-        auto = sum(1 for g in groups if g.id is None)
-        if auto:
-            await self.r.hincrby(keys.pool(pool_id), "gseq", auto)
-        for gid, fields in prepared:
-            result = await self._run(
-                "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), gid, "create", *fields]
-            )
-            if result == "exists":
-                raise Conflict(f"group {gid!r} already exists", {"group_id": gid})
-            if result == "no_pool":
-                raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
-        return [await self.get_group(pool_id, gid) for gid, _ in prepared]
+        created: list[str] = []
+        try:
+            for gid, fields in prepared:
+                reply = await self._scripts["group_put"](
+                    keys=[keys.pool(pool_id)],
+                    args=[keys.prefix(pool_id), gid, "create", *fields],
+                )
+                if isinstance(reply, list):
+                    created.append(str(_s(reply[1])))
+                elif _s(reply) == "exists":
+                    raise Conflict(f"group {gid!r} already exists", {"group_id": gid})
+                else:
+                    raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        except BaseException:
+            for gid in created:
+                await self._run("group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), gid])
+            raise
+        return [await self.get_group(pool_id, gid) for gid in created]
 
     async def _existing(self, pool_id: str, gids: Sequence[str]) -> list[str]:
         async with self.r.pipeline(transaction=False) as pipe:
@@ -272,6 +279,8 @@ class PoolStore:
         return await self._put(pool_id, group_id, ["pos", str(position)])
 
     async def _put(self, pool_id: str, group_id: str, fields: list[str]) -> GroupPublic:
+        if not keys.GROUP_ID_RE.match(group_id):
+            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
         result = await self._run(
             "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id, "update", *fields]
         )
@@ -295,6 +304,8 @@ class PoolStore:
         return await self.list_groups(pool_id)
 
     async def delete_group(self, pool_id: str, group_id: str) -> None:
+        if not keys.GROUP_ID_RE.match(group_id):
+            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
         result = await self._run(
             "group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id]
         )
@@ -302,7 +313,9 @@ class PoolStore:
             raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
 
     async def get_group(self, pool_id: str, group_id: str) -> GroupPublic:
-        raw = await self.r.hgetall(keys.group(pool_id, group_id))
+        raw = {} if not keys.GROUP_ID_RE.match(group_id) else await self.r.hgetall(
+            keys.group(pool_id, group_id)
+        )
         if not raw:
             raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
         return _group(group_id, raw)
