@@ -78,6 +78,11 @@ class _Connection(asyncio.Protocol):
         self.connect_task: asyncio.Task[None] | None = None
         self.writes = 0
         self.nbuf = 0
+        # WAIT mode: one WAIT goes out after each written batch of scripts that asked for it,
+        # and every one of them awaits its reply (`wait_fut`, deadline `wait_deadline`).
+        self.wait_command = b""
+        self.wait_fut: asyncio.Future[Any] | None = None
+        self.wait_deadline = 0.0
 
     # -- asyncio.Protocol --
     def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
@@ -141,6 +146,11 @@ class _Connection(asyncio.Protocol):
         self.flush_scheduled = False
         transport = self.transport
         if transport is not None and self.buf and self.ready:
+            if self.wait_fut is not None:
+                self.buf += self.wait_command
+                self.pending.append(self.wait_fut)
+                self.deadlines.append(self.wait_deadline)
+                self.wait_fut = None
             buf, self.buf = self.buf, bytearray()  # never mutate what the transport may hold
             transport.write(buf)
             self.writes += 1
@@ -200,12 +210,14 @@ class PipelinedRedis:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None,
                  password: str | None = None, username: str | None = None, db: int = 0,
                  connect_timeout: float = 1.0, max_inflight: int = 10_000,
-                 stall_timeout: float = 2.0) -> None:
+                 stall_timeout: float = 2.0, wait_replicas: int = 0, wait_ms: int = 0) -> None:
         self.host, self.port, self.path = host, port, path
         self.username, self.password, self.db = username, password, db
         self.connect_timeout = connect_timeout
         self.max_inflight = max_inflight
         self.stall_timeout = stall_timeout
+        self.wait_replicas = wait_replicas
+        self._wait_command = _pack((b"WAIT", wait_replicas, wait_ms)) if wait_replicas else b""
         handshake: list[bytes] = []
         if password is not None:
             auth = (b"AUTH", username, password) if username else (b"AUTH", password)
@@ -266,7 +278,11 @@ class PipelinedRedis:
 
     async def evalsha(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
                       *, timeout: float) -> Any:  # noqa: ASYNC109
-        """EVALSHA, falling back once to EVAL on NOSCRIPT within the same deadline."""
+        """EVALSHA, falling back once to EVAL on NOSCRIPT within the same deadline. In WAIT mode
+        (wait_replicas > 0) the reply counts only once a WAIT on the same connection says that
+        many replicas have it; else RedisUnavailable (the script ran: the outcome is unknown)."""
+        if self.wait_replicas:
+            return await self._evalsha_replicated(script, keys, args, timeout)
         started = asyncio.get_running_loop().time()
         reply = await self._send(_pack((b"EVALSHA", script.sha, len(keys), *keys, *args)), timeout)
         if type(reply) is _ReplyError:
@@ -281,6 +297,38 @@ class PipelinedRedis:
             if type(reply) is _ReplyError:
                 raise RedisReplyError(str(reply))
         return reply
+
+    async def _evalsha_replicated(self, script: Script, keys: Sequence[bytes | str],
+                                  args: Sequence[Arg], timeout: float) -> Any:  # noqa: ASYNC109
+        started = asyncio.get_running_loop().time()
+        body = (len(keys), *keys, *args)
+        fut, wait_fut = self._send_waited(_pack((b"EVALSHA", script.sha, *body)), timeout)
+        reply, acked = await fut, await wait_fut
+        if type(reply) is _ReplyError and str(reply).startswith("NOSCRIPT"):
+            remaining = started + timeout - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise RedisUnavailable("timeout")
+            fut, wait_fut = self._send_waited(_pack((b"EVAL", script.body, *body)), remaining)
+            reply, acked = await fut, await wait_fut
+        if type(reply) is _ReplyError:
+            raise RedisReplyError(str(reply))
+        if type(acked) is _ReplyError or int(acked) < self.wait_replicas:
+            raise RedisUnavailable(f"not acknowledged by {self.wait_replicas} replica(s): {acked}")
+        return reply
+
+    def _send_waited(
+        self, packed: bytes, timeout: float
+    ) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
+        """Queue a script and make sure a WAIT follows it in the same write."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._connect()
+        if conn.wait_fut is None:
+            conn.wait_fut = conn.loop.create_future()
+            conn.wait_command = self._wait_command
+            conn.wait_deadline = conn.loop.time() + timeout
+        wait_fut = conn.wait_fut
+        return self._send(packed, timeout), wait_fut
 
     def _send(self, packed: bytes, timeout: float) -> asyncio.Future[Any]:
         """Queue one packed command; the future resolves to its reply (errors as values)."""

@@ -1,0 +1,84 @@
+"""WAIT mode of the scan path's client: a script's reply counts only once a replica has it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from app.embedded import RedisProcess
+from app.store.fastredis import PipelinedRedis, RedisUnavailable, Script
+
+INCR = Script.from_source("return redis.call('INCR', KEYS[1])")
+
+
+Servers = tuple[RedisProcess, RedisProcess]
+
+
+def primary_and_replica(make_redis: Callable[..., RedisProcess]) -> Servers:
+    primary = make_redis(appendonly=False)
+    follow = ["--replicaof", "127.0.0.1", str(primary.port)]
+    replica = make_redis(appendonly=False, extra_args=follow)
+    deadline = time.monotonic() + 10
+    with replica.client() as r:
+        while r.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "replica did not sync"
+            time.sleep(0.05)
+    return primary, replica
+
+
+async def test_wait_mode_acknowledges_only_replicated_scripts(
+    make_redis: Callable[..., RedisProcess],
+) -> None:
+    primary, replica = primary_and_replica(make_redis)
+    client = PipelinedRedis.from_url(primary.url, wait_replicas=1, wait_ms=100)
+    try:
+        replies = await asyncio.gather(
+            *(client.evalsha(INCR, ["n"], [], timeout=1.0) for _ in range(200))
+        )
+        assert sorted(replies) == list(range(1, 201))
+        with replica.client() as r:
+            assert int(r.get("n") or 0) == 200  # every acknowledged write is on the replica
+        writes = client.write_count
+        assert writes < 200  # one WAIT per written batch, not one round trip per script
+
+        replica.pause()  # the replica stops acknowledging
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(client.evalsha(INCR, ["n"], [], timeout=0.25) for _ in range(20)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RedisUnavailable) for r in results), results
+        assert time.perf_counter() - started < 0.25 + 0.2
+        replica.resume()
+        assert await client.evalsha(INCR, ["n"], [], timeout=1.0) == 221  # the 20 did run
+    finally:
+        replica.resume()
+        await client.close()
+
+
+async def test_wait_mode_without_a_replica_never_acknowledges(
+    make_redis: Callable[..., RedisProcess],
+) -> None:
+    server = make_redis(appendonly=False)
+    client = PipelinedRedis.from_url(server.url, wait_replicas=1, wait_ms=20)
+    try:
+        results = await asyncio.gather(
+            *(client.evalsha(INCR, ["n"], [], timeout=0.5) for _ in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RedisUnavailable) and "replica" in str(r) for r in results)
+    finally:
+        await client.close()
+
+
+async def test_wait_mode_survives_script_flush(make_redis: Callable[..., RedisProcess]) -> None:
+    primary, _ = primary_and_replica(make_redis)
+    client = PipelinedRedis.from_url(primary.url, wait_replicas=1, wait_ms=100)
+    try:
+        assert await client.evalsha(INCR, ["n"], [], timeout=1.0) == 1
+        with primary.client() as r:
+            r.script_flush()
+        assert await client.evalsha(INCR, ["n"], [], timeout=1.0) == 2
+    finally:
+        await client.close()
