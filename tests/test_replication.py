@@ -16,7 +16,8 @@ Servers = tuple[RedisProcess, RedisProcess]
 
 
 def primary_and_replica(make_redis: Callable[..., RedisProcess]) -> Servers:
-    primary = make_redis(appendonly=False)
+    # a full sync starts at once instead of after the default 5 s diskless-sync delay
+    primary = make_redis(appendonly=False, extra_args=["--repl-diskless-sync-delay", "0"])
     follow = ["--replicaof", "127.0.0.1", str(primary.port)]
     replica = make_redis(appendonly=False, extra_args=follow)
     deadline = time.monotonic() + 10
