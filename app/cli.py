@@ -10,20 +10,20 @@ import tempfile
 from pathlib import Path
 
 import click
-import redis.asyncio as aredis
 
 from app import __version__, cli_admin
 from app.embedded import redis_for
 from app.errors import Conflict
+from app.runtime import connect
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.settings import Settings
 from app.store.apikeys import ApiKeyStore
-from app.store.pools import PoolStore
+from app.store.pools import AnyRedis, PoolStore
 
 DEMO_POOL = "demo"
 
 
-async def seed_demo(client: aredis.Redis, public_base: str) -> str:
+async def seed_demo(client: AnyRedis, public_base: str) -> str:
     store = await PoolStore.open(client)
     try:
         await store.create_pool(
@@ -48,9 +48,9 @@ async def seed_demo(client: aredis.Redis, public_base: str) -> str:
     return f"{public_base}/s/{DEMO_POOL}"
 
 
-async def prepare(url: str, *, initial_key: bool, demo_base: str | None) -> None:
+async def prepare(settings: Settings, *, initial_key: bool, demo_base: str | None) -> None:
     """Before serving: the first admin key on a new embedded store, and the demo pool."""
-    client = aredis.Redis.from_url(url)
+    client, fast = await connect(settings)
     try:
         if initial_key:
             secret = await ApiKeyStore(client).ensure_initial_admin()
@@ -59,6 +59,7 @@ async def prepare(url: str, *, initial_key: bool, demo_base: str | None) -> None
         if demo_base:
             click.echo(f"demo live code: {await seed_demo(client, demo_base)}")
     finally:
+        await fast.close()
         await client.aclose()
 
 
@@ -91,14 +92,15 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
     # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM
     # action that would end the process before the embedded redis-server is stopped.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    embedded = not settings.redis_url
+    embedded = not (settings.redis_url or settings.redis_sentinels)
     with redis_for(settings) as (url, owned):
         if owned is not None:
             click.echo(f"embedded redis-server: {url} (data in {settings.data_dir})")
-        os.environ["LIVECODE_REDIS_URL"] = url
-        settings = settings.model_copy(update={"redis_url": url})
+        if url:
+            os.environ["LIVECODE_REDIS_URL"] = url
+            settings = settings.model_copy(update={"redis_url": url})
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        asyncio.run(prepare(url, initial_key=embedded, demo_base=base if demo else None))
+        asyncio.run(prepare(settings, initial_key=embedded, demo_base=base if demo else None))
         common = dict(
             host=settings.host, port=settings.port, loop="uvloop", http="httptools",
             lifespan="on", access_log=False, log_level=settings.log_level,
@@ -129,7 +131,8 @@ def demo() -> None:
     settings = Settings()
     with redis_for(settings) as (url, _):
         base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        asyncio.run(prepare(url, initial_key=False, demo_base=base))
+        settings = settings.model_copy(update={"redis_url": url or None})
+        asyncio.run(prepare(settings, initial_key=False, demo_base=base))
 
 
 for _command in cli_admin.COMMANDS:

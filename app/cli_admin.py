@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from app import qr
 from app.embedded import redis_for
 from app.errors import InvalidInput, LivecodeError, validation_details
+from app.runtime import connect
 from app.schemas import (
     GroupCreate,
     GroupPublic,
@@ -49,11 +50,12 @@ def run(action: Callable[[Stores], Awaitable[T]]) -> T:
     settings = Settings()
 
     async def go(url: str) -> T:
-        client = aredis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        client, fast = await connect(settings.model_copy(update={"redis_url": url or None}), 5)
         try:
             pools = await PoolStore.open(client, settings.url_policy)
             return await action(Stores(pools, ApiKeyStore(client), settings))
         finally:
+            await fast.close()
             await client.aclose()
 
     try:

@@ -171,8 +171,8 @@ def redis_for(settings: Settings) -> Iterator[tuple[str, RedisProcess | None]]:
     """LIVECODE_REDIS_URL, else the embedded server in the data directory: reused when one is
     already running there (a `serve` in another terminal), else started here and stopped on
     exit (the second value is then that server)."""
-    if settings.redis_url:
-        yield settings.redis_url, None
+    if settings.redis_url or settings.redis_sentinels:
+        yield settings.redis_url or "", None
         return
     data_dir = settings.data_dir.resolve()
     server = RedisProcess(data_dir, unix_socket=data_dir / "redis.sock")

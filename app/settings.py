@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     )
     api_body_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     redis_max_inflight: int = Field(default=10_000, ge=1)
+    redis_cluster: bool = Field(default=False, description="the URL names a Redis Cluster node")
+    redis_sentinels: str = Field(default="", description="host:port,host:port of sentinels")
+    redis_sentinel_master: str = "livecode"
+    redis_wait_replicas: int = Field(
+        default=0, ge=0, description="acknowledge a scan only once this many replicas have it"
+    )
+    redis_wait_ms: int = Field(default=50, ge=1, description="WAIT timeout in WAIT mode")
     redis_admin_connections: int = Field(default=64, ge=1, description="admin API pool size")
 
     cookie_name: str = "lc_vid"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.allocator import scripts
 from app.store import keys
-from app.store.fastredis import PipelinedRedis, Script
+from app.store.fastredis import ScanClient, Script
 
 READY_PROBE_POOL = "_readyz"  # not a valid pool id, so never a real pool
 
@@ -26,7 +26,7 @@ class Decision:
 
 class Allocator:
     def __init__(
-        self, client: PipelinedRedis, *, shebang: bool, deadline_s: float, rate_limit: int = 0
+        self, client: ScanClient, *, shebang: bool, deadline_s: float, rate_limit: int = 0
     ) -> None:
         self.client = client
         self.deadline_s = deadline_s

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-import redis.asyncio as aredis
 from pydantic import BaseModel
 from redis.commands.core import AsyncScript
 
 from app.errors import InvalidInput, NotFound
 from app.schemas import from_ms
 from app.store import keys
+from app.store.pools import AnyRedis
 
 Scope = Literal["admin", "read"]
 SCOPES: tuple[str, ...] = get_args(Scope)
@@ -86,7 +86,7 @@ def parse_key(presented: object) -> tuple[str, str] | None:
 
 
 class ApiKeyStore:
-    def __init__(self, client: aredis.Redis, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: AnyRedis, *, clock: Callable[[], float] = time.time) -> None:
         self.r = client
         self.clock = clock
         self._create: AsyncScript = client.register_script(_CREATE)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from app.allocator import scripts
@@ -32,6 +33,15 @@ from app.store import keys
 from app.urls import UrlPolicy, check_target_url
 
 DEFAULT_URLS = UrlPolicy()
+AnyRedis = aredis.Redis | RedisCluster
+
+
+async def server_version(client: AnyRedis) -> str:
+    if isinstance(client, RedisCluster):
+        info = await client.execute_command("INFO", "server", target_nodes=RedisCluster.RANDOM)
+    else:
+        info = await client.info("server")
+    return str(info["redis_version"])
 
 
 def _s(v: Any) -> str | None:
@@ -40,7 +50,7 @@ def _s(v: Any) -> str | None:
 
 class PoolStore:
     def __init__(
-        self, client: aredis.Redis, *, shebang: bool, urls: UrlPolicy = DEFAULT_URLS
+        self, client: AnyRedis, *, shebang: bool, urls: UrlPolicy = DEFAULT_URLS
     ) -> None:
         self.r = client
         self.urls = urls
@@ -51,9 +61,9 @@ class PoolStore:
         }
 
     @classmethod
-    async def open(cls, client: aredis.Redis, urls: UrlPolicy = DEFAULT_URLS) -> PoolStore:
-        info = await client.info("server")
-        return cls(client, shebang=scripts.supports_shebang(str(info["redis_version"])), urls=urls)
+    async def open(cls, client: AnyRedis, urls: UrlPolicy = DEFAULT_URLS) -> PoolStore:
+        version = await server_version(client)
+        return cls(client, shebang=scripts.supports_shebang(version), urls=urls)
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> str:
         result = await self._scripts[name](keys=list(keys_), args=list(args))
