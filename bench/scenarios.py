@@ -1,0 +1,478 @@
+"""The scenarios of `python -m bench`: one function each, measuring a figure and its ceiling in
+the same run. Each docstring says what is measured and why that ceiling; it is printed in
+RESULTS.md above the scenario's table."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from app.allocator import scripts
+from app.embedded import RedisProcess, free_port
+from app.schemas import Strategy
+from app.store import keys
+from bench.harness import (
+    HERE,
+    PORT,
+    Case,
+    Lab,
+    Measure,
+    Pair,
+    Request,
+    Sample,
+    Server,
+    ceiling_command,
+    clean_env,
+    interleave,
+    livecode_command,
+    load_command,
+    median,
+    process,
+    redis_benchmark_command,
+    run_load,
+    run_redis_benchmark,
+    shell,
+    wrk_command,
+)
+from bench.report import Section, Target, pair_table
+from bench.seed import (
+    BENCH_POOL,
+    STICKY_VISITOR,
+    new_visitor,
+    seed_bench_pool,
+    seed_big_pool,
+)
+
+# A real in-app browser UA, so the bot check does its real work on every request.
+WECHAT_UA = (
+    "Mozilla/5.0 (Linux; Android 13; V2183A Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/111.0.5563.116 Mobile Safari/537.36 "
+    "MicroMessenger/8.0.42.2460(0x28002A3B) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN"
+)
+SCAN_NEW = Request({"User-Agent": WECHAT_UA})
+SCAN_STICKY = Request({"User-Agent": WECHAT_UA, "Cookie": f"lc_vid={STICKY_VISITOR}"})
+BOT_PREVIEW = Request({"User-Agent": "facebookexternalhit/1.1"})
+HEAD = Request({"User-Agent": WECHAT_UA}, method="HEAD")
+STRATEGIES: tuple[Strategy, ...] = ("fill", "round_robin", "weighted", "least_filled")
+HEAD_LUA = HERE / "head.lua"
+OPEN_GROUPS = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    rounds: int
+    duration: float  # seconds per wrk run
+    connections: int
+    population: int  # groups of the big pool; groups and visitors of the memory scenario
+    lua_calls: int  # redis-benchmark calls per run
+
+
+Scenario = Callable[[Lab, Config], Section]
+
+
+def _load(cfg: Config, server: Server, path: str, req: Request, *, threads: int = 1,
+         before: Callable[[], None] | None = None) -> Measure:
+    """A measurement: optionally reset some state, then one load run against `server`."""
+    def measure() -> Sample:
+        if before is not None:
+            before()
+        return run_load(server.url(path), req, cfg.duration, cfg.connections, threads)
+    return measure
+
+
+def _reseed(lab: Lab, server: RedisProcess) -> Callable[[], None]:
+    """Before a scan_new run: the same fresh pool `bench` every time."""
+    seeder = lab.seeder(server)
+    return lambda: seed_bench_pool(seeder)
+
+
+def _load_shell(cfg: Config, path: str, req: Request, threads: int = 1) -> str:
+    cmd = load_command(f"http://127.0.0.1:{PORT}{path}", req, cfg.duration, cfg.connections,
+                       threads)
+    return shell(cmd).replace(WECHAT_UA, "<WeChat in-app UA>")
+
+
+def _throughput(title: str, pairs: list[Pair], labels: tuple[str, str],
+                targets: list[Target], commands: list[str], notes: list[str],
+                unit: str = "req/s") -> Section:
+    columns, rows = pair_table(pairs, labels, unit)
+    return Section(title, columns, rows, targets, commands, notes,
+                   {p.scenario: p.metrics() for p in pairs})
+
+
+def _ratio_target(p: Pair, limit: float | None, label: str = "throughput ratio") -> Target:
+    return Target(p.scenario, label, p.ratio, ">=", limit)
+
+
+# scan path, re-scans, bots, HEAD --------------------------------------------------------------
+
+HTTP_SCENARIOS: list[tuple[str, str, Request, float]] = [
+    ("scan_new", "new visitor per request: a full allocation each", SCAN_NEW, 0.65),
+    ("scan_sticky", "the same visitor re-scanning (cookie): no allocation", SCAN_STICKY, 0.6),
+    ("bot_preview", "link-preview bot: neutral page, no Redis", BOT_PREVIEW, 0.6),
+    ("head", "HEAD (bench/headload.py, see below): neutral page, no Redis", HEAD, 0.6),
+]
+
+
+def scan_vs_ceiling(lab: Lab, cfg: Config) -> Section:
+    """Requests per second of the scan endpoint against a bare ASGI app that only answers 302
+    (`bench/ceiling.py`), under the same uvicorn settings (uvloop, httptools, no access log,
+    1 worker) and the same load generator: nothing written in Python on this server can answer
+    faster, so the ratio is the share of the machine's limit the scan path reaches. scan_new is
+    also held to a latency target: its p99 within 3x the ceiling's at the same connection
+    count. Redis: AOF everysec, pool `bench` of 20 groups x 100,000, re-seeded before every
+    scan_new run. HEAD goes through bench/headload.py on both sides, because wrk cannot read
+    livecode's HEAD answers (see the notes)."""
+    server = lab.redis("aof", appendonly=True)
+    ceiling, livecode = lab.ceiling(), lab.livecode(server)
+    reseed = _reseed(lab, server)
+    reseed()
+    cases = [
+        Case(name, what,
+             _load(cfg, ceiling, "/s/bench", req),
+             _load(cfg, livecode, "/s/bench", req, before=reseed if name == "scan_new" else None))
+        for name, what, req, _ in HTTP_SCENARIOS
+    ]
+    pairs = interleave(cases, cfg.rounds, ("ceiling", "livecode"))
+    limits = {name: limit for name, _, _, limit in HTTP_SCENARIOS}
+    targets = [_ratio_target(p, limits[p.scenario]) for p in pairs]
+    new, head = pairs[0], pairs[-1]
+    targets.insert(1, Target("scan_new", "p99 / ceiling p99", new.subject_p99 / new.base_p99,
+                             "<=", 3.0, "x"))
+    # What `wrk -s bench/head.lua` does here: fine on the ceiling (Content-Length: 0), stuck on
+    # livecode, whose HEAD answer carries the Content-Length of the GET page.
+    probe = {label: run_load(srv.url("/s/bench"), SCAN_NEW, 1.0, cfg.connections,
+                            script=HEAD_LUA)
+             for label, srv in (("ceiling", ceiling), ("livecode", livecode))}
+    section = _throughput(
+        "Scan path vs the bare-ASGI ceiling", pairs, ("ceiling", "livecode"), targets,
+        [shell(ceiling_command(PORT)), shell(livecode_command(PORT, 1))
+         + "   # LIVECODE_REDIS_URL=<bench redis-server, AOF everysec>",
+         *(_load_shell(cfg, "/s/bench", req) for _, _, req, _ in HTTP_SCENARIOS),
+         shell(wrk_command(f"http://127.0.0.1:{PORT}/s/bench", Request(), 1.0, cfg.connections,
+                           script=HEAD_LUA)) + "   # the probe in the notes"],
+        ["head: `wrk -s bench/head.lua` (wrk.method = \"HEAD\") completed "
+         + " and ".join(f"{p.count:,} requests in 1 s on the {label}"
+                        for label, p in probe.items())
+         + ": wrk's parser ignores the request method, so after a HEAD response with a "
+         "Content-Length (livecode sends the GET page's, as RFC 9110 allows) it waits for a "
+         "body that never comes. The head row is measured with bench/headload.py instead "
+         "(same connections, one request in flight each, like wrk), on both sides; on the "
+         f"ceiling, where both work, wrk made {probe['ceiling'].rate:,.0f} HEAD/s and "
+         f"headload {head.base_rate:,.0f}/s (headload is Python: where it is slower, the head "
+         "ratio is flattered by that much)."])
+    section.scenarios["scan_new"]["p99_ratio"] = new.subject_p99 / new.base_p99
+    return section
+
+
+# pool size ------------------------------------------------------------------------------------
+
+
+def pool_size(lab: Lab, cfg: Config) -> Section:
+    """New scans per second on a pool of 10 groups against a pool of 100,000 groups of which
+    99,990 are full (10 open ones spread through the order), for every strategy, same server,
+    same Redis, runs interleaved. The ceiling is the 10-group pool: the scan script is meant to
+    do the same work whatever the pool's size (indexes of eligible groups only; weighted walks a
+    Fenwick tree, O(log n)), so the big pool should keep >= 0.9 of it. Before each run the
+    strategy is set (`PoolStore.update_pool`), the open groups' counts reset and the sticky
+    records dropped; across it, every allocation the stats count must be in an open group
+    and no scan may fall back; at the end, no full group's count may have moved. Redis has no
+    persistence here, so that an AOF rewrite of the big dataset cannot land on one side of a
+    pair (the durability scenario measures AOF)."""
+    server = lab.redis("plain", appendonly=False)
+    seeder = lab.seeder(server)
+    livecode = lab.livecode(server)
+    n = cfg.population
+    seeder.flush()
+    print(f"  seeding a 10-group pool and a {n:,}-group one", flush=True)
+    started = time.perf_counter()
+    small_open = seeder.create_pool("small", [100_000] * OPEN_GROUPS)
+    big_open, big_full = seed_big_pool(seeder, "big", groups=n, open_groups=OPEN_GROUPS,
+                                       capacity=100_000)
+    seed_s = time.perf_counter() - started
+    misplaced: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
+    fallbacks: dict[str, int] = dict.fromkeys(STRATEGIES, 0)
+
+    def measure(pool: str, open_ids: list[str], strategy: Strategy) -> Measure:
+        def run() -> Sample:
+            seeder.set_strategy(pool, strategy)
+            seeder.drop_visitors(pool)
+            seeder.set_counts(pool, open_ids, 0)
+            new0, fallback0, placed0 = seeder.allocated(pool, open_ids)
+            sample = run_load(livecode.url(f"/s/{pool}"), SCAN_NEW, cfg.duration,
+                              cfg.connections)
+            new1, fallback1, placed1 = seeder.allocated(pool, open_ids)
+            misplaced[strategy] += abs((new1 - new0) - (placed1 - placed0))
+            fallbacks[strategy] += fallback1 - fallback0
+            return sample
+        return run
+
+    cases = [Case(f"pool_size_{s}", f"{s}: new visitor per request",
+                  measure("small", small_open, s), measure("big", big_open, s))
+             for s in STRATEGIES]
+    labels = (f"{OPEN_GROUPS} groups", f"{n:,} groups")
+    pairs = interleave(cases, cfg.rounds, labels)
+    moved = sum(c != 200 for c in seeder.counts("big", big_full))
+    targets = []
+    for p, s in zip(pairs, STRATEGIES, strict=True):
+        targets += [_ratio_target(p, 0.9),
+                    Target(p.scenario, "allocations outside the open groups", misplaced[s],
+                           "==", 0),
+                    Target(p.scenario, "fallbacks (no group found)", fallbacks[s], "==", 0)]
+    targets.append(Target("pool_size (all)", "full groups whose count changed", moved, "==", 0))
+    section = _throughput(
+        "Pool size: 10 groups vs a big, mostly full pool", pairs, labels, targets,
+        [shell(livecode_command(PORT, 1)) + "   # LIVECODE_REDIS_URL=<bench redis, appendonly no>",
+         _load_shell(cfg, "/s/small", SCAN_NEW), _load_shell(cfg, "/s/big", SCAN_NEW)],
+        [f"seeding: {n:,} groups created and {len(big_full):,} marked full by pipelined "
+         f"`group_put` calls (batches of 1,000) in {seed_s:.1f} s, plus the 10-group pool",
+         f"open groups of the big pool: {', '.join(big_open)}"])
+    for p, s in zip(pairs, STRATEGIES, strict=True):
+        section.scenarios[p.scenario]["misplaced"] = misplaced[s]
+        section.scenarios[p.scenario]["fallbacks"] = fallbacks[s]
+        section.scenarios[p.scenario]["full_groups_changed"] = moved
+    return section
+
+
+# Lua cost -------------------------------------------------------------------------------------
+
+LUA_VISITOR = "benchvisit__rand_int__"  # 10 characters + 12 random digits: a 22-char id
+
+
+def lua_cost(lab: Lab, cfg: Config) -> Section:
+    """Calls per second of the allocation script (scan.lua, a new visitor each call) against a
+    trivial one-key INCR script, both by EVALSHA from redis-benchmark with 16-deep pipelining
+    (-P 16, 50 connections) on the same Redis (AOF everysec). The INCR script is the ceiling:
+    the cost of running any script at all (EVALSHA dispatch, the Lua call, one write, AOF
+    propagation), so the ratio is how much of Redis's script throughput the allocation logic
+    itself costs. Target >= 0.5."""
+    server = lab.redis("aof", appendonly=True)
+    seeder = lab.seeder(server)
+    seeder.flush()
+    expected = cfg.rounds * cfg.lua_calls
+    seeder.create_pool(BENCH_POOL, [100_000] * max(20, expected // 100_000 + 1))  # room for all
+    shebang = seeder.store.shebang
+    scan_sha = seeder.script_load(scripts.source("scan", shebang=shebang))
+    incr_sha = seeder.script_load(("#!lua\n" if shebang else "")
+                                  + "return redis.call('INCR', KEYS[1])")
+    incr = ["EVALSHA", incr_sha, "1", "bench:incr"]
+    scan = ["EVALSHA", scan_sha, "2", keys.pool(BENCH_POOL), keys.sticky(BENCH_POOL, LUA_VISITOR),
+            keys.prefix(BENCH_POOL), LUA_VISITOR, "", "0"]
+    port = int(server.port or 0)
+
+    def bench(command: list[str]) -> Measure:
+        return lambda: run_redis_benchmark(port, cfg.lua_calls, command)
+
+    before = seeder.stats(BENCH_POOL).get("new", 0)
+    labels = ("INCR script", "scan script")
+    pairs = interleave([Case("lua_cost", "EVALSHA, pipelined: scan.lua vs a one-key INCR",
+                             bench(incr), bench(scan))], cfg.rounds, labels)
+    allocated = seeder.stats(BENCH_POOL).get("new", 0) - before
+    targets = [_ratio_target(pairs[0], 0.5),
+               Target("lua_cost", "scan calls that allocated (share)", allocated / expected,
+                      ">=", 0.99)]
+    section = _throughput(
+        "Lua cost: the allocation script vs a trivial script", pairs, labels, targets,
+        [shell(redis_benchmark_command(PORT, cfg.lua_calls, c)) for c in (incr, scan)],
+        [f"{allocated:,} of {expected:,} scan calls allocated a group (a repeated random id is "
+         f"a re-scan; anything else would mean the command line is wrong)",
+         "the scan script's source: `app.allocator.scripts.source('scan', shebang=True)`; "
+         "the INCR script: `#!lua` + `return redis.call('INCR', KEYS[1])`",
+         "p99 here is per pipelined batch of 16, as redis-benchmark reports it"],
+        unit="calls/s")
+    return section
+
+
+# workers --------------------------------------------------------------------------------------
+
+
+def workers(lab: Lab, cfg: Config) -> Section:
+    """New scans per second of `livecode serve --workers 2` against `--workers 1`, the same
+    wrk settings for both (2 threads, so that the load generator is not the limit of the
+    2-worker side). The ceiling is one worker: a second worker can at best double it, and on a
+    2-core machine the load generator and Redis share the cores with the workers, so the target
+    is 1.6x. Redis: AOF everysec, re-seeded before each run."""
+    server = lab.redis("aof", appendonly=True)
+    one, two = lab.livecode(server, workers=1), lab.livecode(server, workers=2)
+    reseed = _reseed(lab, server)
+    pairs = interleave([Case("workers", "scan_new, 2 workers vs 1",
+                             _load(cfg, one, "/s/bench", SCAN_NEW, threads=2, before=reseed),
+                             _load(cfg, two, "/s/bench", SCAN_NEW, threads=2, before=reseed))],
+                       cfg.rounds, ("1 worker", "2 workers"))
+    return _throughput(
+        "Workers: 2 vs 1", pairs, ("1 worker", "2 workers"), [_ratio_target(pairs[0], 1.6)],
+        [shell(livecode_command(PORT, 1)), shell(livecode_command(PORT, 2)),
+         _load_shell(cfg, "/s/bench", SCAN_NEW, threads=2)],
+        [f"{os.cpu_count()} cores: the workers, Redis and wrk share them"])
+
+
+# durability -----------------------------------------------------------------------------------
+
+
+def durability(lab: Lab, cfg: Config) -> Section:
+    """New scans per second with the bench Redis on AOF (appendfsync everysec, the production
+    setting) against the same with no persistence (appendonly no): what durability costs the
+    scan path. Two Redis servers and a livecode server on each, runs interleaved, each Redis
+    re-seeded before its run. No hard target: reported."""
+    aof, plain = lab.redis("aof", appendonly=True), lab.redis("plain", appendonly=False)
+    sides = [_load(cfg, lab.livecode(server), "/s/bench", SCAN_NEW, before=_reseed(lab, server))
+             for server in (plain, aof)]
+    labels = ("appendonly no", "AOF everysec")
+    pairs = interleave([Case("durability", "scan_new, AOF everysec vs no persistence", *sides)],
+                       cfg.rounds, labels)
+    return _throughput(
+        "Durability: AOF everysec vs no persistence", pairs, labels,
+        [_ratio_target(pairs[0], None)],
+        [shell(plain.command()).replace(str(lab.tmp), "$TMP"),
+         shell(aof.command()).replace(str(lab.tmp), "$TMP"),
+         shell(livecode_command(PORT, 1)) + "   # one per Redis",
+         _load_shell(cfg, "/s/bench", SCAN_NEW)],
+        [])
+
+
+# memory ---------------------------------------------------------------------------------------
+
+
+def memory(lab: Lab, cfg: Config) -> Section:
+    """Redis memory per sticky visitor and per group: the change of `INFO memory` used_memory
+    over creating N of each, on a Redis without persistence (no AOF buffer in the figure).
+    Groups are created as in the pool-size scenario (pipelined `group_put`, then all but 10
+    marked full); visitors by the scan script called directly, pipelined, each a new 22-char
+    visitor id, on a pool of 10 groups with room for all. There is no ceiling to pair with:
+    the targets (<= 150 B per visitor, <= 400 B per group) are absolute, and each figure is
+    broken down with `MEMORY USAGE` of one key and of the pool's index keys."""
+    server = lab.redis("plain", appendonly=False)
+    seeder = lab.seeder(server)
+    n = cfg.population
+    seeder.flush()
+
+    # groups: created (all open, in every index), then all but 10 marked full
+    print(f"  {n:,} groups, then {n:,} visitors", flush=True)
+    m0 = seeder.used_memory()
+    _, full_ids = seed_big_pool(seeder, "groups", groups=n, open_groups=OPEN_GROUPS,
+                                capacity=100_000, fill=False)
+    m1 = seeder.used_memory()
+    seeder.set_counts("groups", full_ids, 200)
+    m2 = seeder.used_memory()
+    p = keys.prefix("groups")
+    index = {k: seeder.memory_usage(p + k) / n for k in ("ord", "av", "lf", "fw", "fwg")}
+    group_hash = seeder.memory_usage(keys.group("groups", full_ids[0]))
+    per_group_open, per_group = (m1 - m0) / n, (m2 - m0) / n
+    group_parts = {"group hash": group_hash, **{f"{k} index": v for k, v in index.items()}}
+    group_parts["keyspace table, allocator"] = per_group - sum(group_parts.values())
+
+    # visitors: one scan first, so the pool's stats hash exists before the measurement
+    seeder.create_pool("visitors", [100_000] * OPEN_GROUPS)
+    seeder.scan("visitors", [STICKY_VISITOR])
+    visitors = [new_visitor() for _ in range(n)]
+    m3 = seeder.used_memory()
+    outcomes = seeder.scan("visitors", visitors)
+    m4 = seeder.used_memory()
+    per_visitor = (m4 - m3) / n
+    sticky_key = seeder.memory_usage(keys.sticky("visitors", visitors[0]))
+    visitor_parts = {"sticky key (MEMORY USAGE)": float(sticky_key),
+                     "expiry entry, keyspace tables, allocator": per_visitor - sticky_key}
+
+    def made_of(parts: dict[str, float]) -> str:
+        return "; ".join(f"{k} {v:.0f}" for k, v in parts.items())
+
+    rows = [
+        ["memory_visitor", "a sticky record (new visitor, 7-day TTL)", f"{n:,}",
+         f"{m4 - m3:,}", f"{per_visitor:.0f}", made_of(visitor_parts)],
+        ["memory_group", f"a group, {n - OPEN_GROUPS:,} of {n:,} full (as in pool_size)",
+         f"{n:,}", f"{m2 - m0:,}", f"{per_group:.0f}", made_of(group_parts)],
+        ["memory_group_open", "a group with room (in every index)", f"{n:,}",
+         f"{m1 - m0:,}", f"{per_group_open:.0f}",
+         f"before {n - OPEN_GROUPS:,} of them were marked full"],
+    ]
+    targets = [Target("memory_visitor", "bytes per visitor", per_visitor, "<=", 150, " B"),
+               Target("memory_group", "bytes per group", per_group, "<=", 400, " B"),
+               Target("memory_group_open", "bytes per open group", per_group_open, "<=", None,
+                      " B"),
+               Target("memory_visitor", "scans that allocated", outcomes.get("new", 0), ">=", n)]
+    notes = [
+        f"one sticky key `{keys.sticky('visitors', visitors[0])}` -> a group id, with a TTL: "
+        f"MEMORY USAGE {sticky_key} B (key name, value, dict entry); the rest is its entry in "
+        "the expires table, the bucket arrays of both tables and jemalloc size-class rounding",
+        f"one group hash (url, cap, c, w, en, pos, fi): MEMORY USAGE {group_hash} B; per group, "
+        "the pool's index keys: " + ", ".join(f"{k} {v:.1f} B" for k, v in index.items())
+        + f" (av and lf hold only the {OPEN_GROUPS} open groups, yet lf keeps "
+        f"{index['lf'] * n:,.0f} B against av's {index['av'] * n:,.0f} B: Redis did not shrink "
+        "its table after the removals)",
+        f"group ids g1..g{n}, urls `https://chat.example.com/invite/groups-<i>`: longer ids "
+        "and urls cost their length",
+    ]
+    if cfg.quick:
+        notes.append(f"quick mode: {n:,} of each instead of 100,000 (the keyspace tables' share "
+                     "per key depends on the count)")
+    return Section(
+        "Memory: Redis bytes per visitor and per group",
+        ["scenario", "what", "count", "used_memory delta B", "bytes each", "made of (B each)"],
+        rows, targets,
+        [shell(server.command()).replace(str(lab.tmp), "$TMP"),
+         "INFO memory (used_memory) before and after; MEMORY USAGE <key> SAMPLES 0"],
+        notes,
+        {"memory_visitor": {"count": n, "delta_bytes": m4 - m3, "bytes_each": per_visitor,
+                            "parts": visitor_parts},
+         "memory_group": {"count": n, "delta_bytes": m2 - m0, "bytes_each": per_group,
+                          "bytes_each_all_open": per_group_open, "parts": group_parts}})
+
+
+# start-up -------------------------------------------------------------------------------------
+
+
+def startup(lab: Lab, cfg: Config) -> Section:
+    """Seconds from spawning `livecode serve` on the embedded default (no LIVECODE_REDIS_URL,
+    a fresh temporary --data-dir) until /readyz answers 200, polled every 10 ms: what a
+    deploy, a restart or a new replica waits. It includes the interpreter and imports,
+    starting redis-server, the first admin key, uvicorn's start-up and the readiness probe
+    (which runs the real script). Median of 3 in every mode; target < 2 s. No ceiling: an
+    absolute target."""
+    times: list[float] = []
+    cmd: list[str] = []
+    for i in range(3):
+        data_dir, port = lab.tmp / f"startup-{i}", free_port()
+        cmd = [*startup_command(port), str(data_dir)]
+        with process(cmd, clean_env(), f"http://127.0.0.1:{port}/readyz",
+                     lab.tmp / f"startup-{i}.log", ready=lambda status: status == 200,
+                     poll_s=0.01) as seconds:
+            times.append(seconds)
+        _stop_leftover_redis(data_dir)
+        print(f"  startup {i + 1}: {seconds:.2f} s", flush=True)
+    med = median(times)
+    return Section(
+        "Start-up: `livecode serve` on the embedded Redis until ready",
+        ["scenario", "what", "runs s", "median s"],
+        [["startup", "spawn until /readyz 200, fresh data dir",
+          ", ".join(f"{t:.2f}" for t in times), f"{med:.2f}"]],
+        [Target("startup", "seconds until ready (median)", med, "<", 2.0, " s")],
+        [shell([*startup_command(PORT), "$FRESH_TMP_DIR"]) + "   # no LIVECODE_REDIS_URL",
+         f"poll GET http://127.0.0.1:{PORT}/readyz until 200"],
+        [],
+        {"startup": {"median_s": med, "runs_s": times}})
+
+
+def startup_command(port: int | str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir"]
+
+
+def _stop_leftover_redis(data_dir: object) -> None:
+    """`serve` stops its redis-server on exit; if it was killed instead, stop that server here
+    (it was started by this run, on this run's own socket)."""
+    sock = f"{data_dir}/redis.sock"
+    try:
+        with redis.Redis(unix_socket_path=sock, socket_timeout=2) as r:
+            r.shutdown(nosave=True)
+    except (redis.RedisError, OSError):
+        pass
+
+
+# in the order of the issue's list
+ALL: list[Scenario] = [scan_vs_ceiling, pool_size, lua_cost, workers, memory, durability,
+                       startup]

@@ -1,0 +1,192 @@
+"""Pools, groups and visitors written straight into a bench Redis, fast.
+
+The store's own Lua scripts do the writing (so the indexes are exactly what the service builds),
+but called through redis-py pipelines, a thousand calls per round trip: `PoolStore.add_groups`
+makes one round trip per group, which would take minutes for 100,000 groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aredis
+
+from app.schemas import GroupCreate, PoolCreate, PoolUpdate, Strategy
+from app.store import keys
+from app.store.pools import PoolStore
+
+T = TypeVar("T")
+BATCH = 1000
+STICKY_VISITOR = "benchStickyVisitor0001"  # 22 chars, a valid visitor id
+BENCH_POOL = "bench"
+
+
+def _ok(reply: Any) -> bool:
+    """group_put answers 'ok' (or {'ok', gid}), else why not ('no_pool', 'exists', ...)."""
+    return reply == b"ok" or (isinstance(reply, list) and bool(reply) and reply[0] == b"ok")
+
+
+def group_id(i: int) -> str:
+    return f"g{i}"
+
+
+def group_url(pool_id: str, i: int) -> str:
+    return f"https://chat.example.com/invite/{pool_id}-{i}"
+
+
+def new_visitor() -> str:
+    """Like the service's: 128 random bits, base64url, 22 characters."""
+    return secrets.token_urlsafe(16)
+
+
+class Seeder:
+    """A synchronous face over an async PoolStore on its own event loop."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.r = aredis.Redis.from_url(url, socket_timeout=60)
+        self.store = self._run(PoolStore.open(self.r))
+
+    def close(self) -> None:
+        self._run(self.r.aclose())
+        self._loop.close()
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    # whole server
+
+    def flush(self) -> None:
+        self._run(self.r.flushall())
+
+    def used_memory(self) -> int:
+        return int(self._run(self.r.info("memory"))["used_memory"])
+
+    def memory_usage(self, key: str) -> int:
+        return int(self._run(self.r.memory_usage(key, samples=0)) or 0)
+
+    def script_load(self, source: str) -> str:
+        return str(self._run(self.r.script_load(source)))
+
+    # pools and groups
+
+    def create_pool(self, pool_id: str, capacities: Sequence[int]) -> list[str]:
+        """A pool with one group per capacity (g1, g2, ...), each created by one `group_put`
+        call, pipelined, with the fields `add_groups` would write. Returns the ids in order."""
+        self._run(self.store.create_pool(PoolCreate(id=pool_id, name=pool_id)))
+        items = [(group_id(i), self.store._group_fields(GroupCreate(
+            id=group_id(i), url=group_url(pool_id, i), capacity=cap)))
+            for i, cap in enumerate(capacities, start=1)]
+        self._run(self._group_puts(pool_id, "create", items))
+        return [gid for gid, _ in items]
+
+    def set_counts(self, pool_id: str, gids: Sequence[str], count: int) -> None:
+        """`group_put` in 'update' mode with field `c`: what a reset (0) or an import does, and
+        with count == capacity, how a group becomes full."""
+        self._run(self._group_puts(pool_id, "update", [(g, ["c", str(count)]) for g in gids]))
+
+    async def _group_puts(self, pool_id: str, op: str,
+                          items: Sequence[tuple[str, list[str]]]) -> None:
+        script = self.store._scripts["group_put"]
+        pool_key, prefix = [keys.pool(pool_id)], keys.prefix(pool_id)
+        for start in range(0, len(items), BATCH):
+            async with self.r.pipeline(transaction=False) as pipe:
+                for gid, fields in items[start : start + BATCH]:
+                    await script(keys=pool_key, args=[prefix, gid, op, *fields], client=pipe)
+                replies = await pipe.execute()
+            failed = [r for r in replies if not _ok(r)]
+            if failed:
+                raise RuntimeError(f"group_put {op} on {pool_id}: {failed[:3]}")
+
+    def set_strategy(self, pool_id: str, strategy: Strategy) -> None:
+        self._run(self.store.update_pool(pool_id, PoolUpdate(strategy=strategy)))
+
+    def counts(self, pool_id: str, gids: Sequence[str]) -> list[int]:
+        async def go() -> list[int]:
+            out: list[int] = []
+            for start in range(0, len(gids), BATCH * 10):
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for gid in gids[start : start + BATCH * 10]:
+                        pipe.hget(keys.group(pool_id, gid), "c")
+                    out += [int(c or 0) for c in await pipe.execute()]
+            return out
+        return self._run(go())
+
+    def stats(self, pool_id: str) -> dict[str, int]:
+        return self._run(self.store.stats(pool_id))
+
+    def allocated(self, pool_id: str, gids: Sequence[str]) -> tuple[int, int, int]:
+        """(new allocations and fallbacks the stats count, the sum of `gids`' counts), read in
+        one MULTI, so that scans still finishing cannot fall between the reads."""
+        async def go() -> tuple[int, int, int]:
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.hgetall(keys.stats(pool_id))
+                for gid in gids:
+                    pipe.hget(keys.group(pool_id, gid), "c")
+                stats, *counts = await pipe.execute()
+            st = {k.decode(): int(v) for k, v in stats.items()}
+            new = sum(v for k, v in st.items() if k == "new" or k.startswith("n:"))
+            return new, st.get("fallback", 0), sum(int(c or 0) for c in counts)
+        return self._run(go())
+
+    # visitors
+
+    def scan(self, pool_id: str, visitors: Sequence[str]) -> dict[str, int]:
+        """The scan script called directly, pipelined, once per visitor; outcomes counted."""
+        async def go() -> dict[str, int]:
+            script = self.store._scripts["scan"]
+            prefix = keys.prefix(pool_id)
+            outcomes: dict[str, int] = {}
+            for start in range(0, len(visitors), BATCH):
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for vid in visitors[start : start + BATCH]:
+                        await script(keys=[keys.pool(pool_id), keys.sticky(pool_id, vid)],
+                                     args=[prefix, vid, "", "0"], client=pipe)
+                    for reply in await pipe.execute():
+                        outcome = reply[0].decode()
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            return outcomes
+        return self._run(go())
+
+    def drop_visitors(self, pool_id: str) -> int:
+        """Delete a pool's sticky records, so that each run starts from the same state."""
+        async def go() -> int:
+            batch: list[Any] = []
+            dropped = 0
+            async for key in self.r.scan_iter(match=keys.sticky_pattern(pool_id), count=10_000):
+                batch.append(key)
+                if len(batch) >= 10_000:
+                    dropped += await self.r.unlink(*batch)
+                    batch = []
+            if batch:
+                dropped += await self.r.unlink(*batch)
+            return dropped
+        return self._run(go())
+
+
+def seed_bench_pool(seeder: Seeder) -> None:
+    """An empty Redis with pool `bench` (20 groups x 100,000) and the sticky scenario's visitor
+    already placed: the state every scan_new run starts from."""
+    seeder.flush()
+    seeder.create_pool(BENCH_POOL, [100_000] * 20)
+    seeder.scan(BENCH_POOL, [STICKY_VISITOR])
+
+
+def seed_big_pool(seeder: Seeder, pool_id: str, *, groups: int, open_groups: int,
+                  capacity: int, full_capacity: int = 200,
+                  fill: bool = True) -> tuple[list[str], list[str]]:
+    """`groups` groups of which all but `open_groups` are full, the open ones (of `capacity`)
+    spread evenly through the order; the others (of `full_capacity`) made full by setting their
+    count to their capacity (unless `fill` is false). Returns (open ids, full ids)."""
+    step = groups // open_groups
+    roomy = {k * step for k in range(open_groups)}
+    gids = seeder.create_pool(
+        pool_id, [capacity if i in roomy else full_capacity for i in range(groups)])
+    open_ids = [gids[i] for i in sorted(roomy)]
+    full_ids = [g for i, g in enumerate(gids) if i not in roomy]
+    if fill:
+        seeder.set_counts(pool_id, full_ids, full_capacity)
+    return open_ids, full_ids

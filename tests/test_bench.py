@@ -1,0 +1,64 @@
+"""`python -m bench --quick` runs end to end and reports every scenario. It checks that the
+suite works and writes its files, not how fast anything is (CI machines are shared)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCENARIOS = [
+    "scan_new", "scan_sticky", "bot_preview", "head",
+    "pool_size_fill", "pool_size_round_robin", "pool_size_weighted", "pool_size_least_filled",
+    "workers", "durability", "lua_cost", "memory_visitor", "memory_group", "startup",
+]
+
+
+def _numbers(value: object) -> list[float]:
+    """Every number in a JSON value; null (a NaN when written) counts as a non-finite one."""
+    if value is None:
+        return [math.nan]
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return []
+
+
+@pytest.mark.slow
+def test_quick_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None:
+    md, js = tmp_path / "R.md", tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(md), "--json", str(js)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    text = md.read_text()
+    doc = json.loads(js.read_text())
+    for name in SCENARIOS:
+        rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
+        assert rows, f"{name} has no row in RESULTS.md"
+        assert any(ch.isdigit() for row in rows for ch in row.split("|", 3)[-1]), rows
+        figures = doc["scenarios"].get(name)
+        numbers = _numbers(figures)
+        assert numbers and all(math.isfinite(x) for x in numbers), (name, figures)
+
+    # every scenario has a target line, and every target with a limit says met or missed
+    assert set(SCENARIOS) <= {t["scenario"] for t in doc["targets"]}
+    for t in doc["targets"]:
+        assert (t["met"] is None) == (t["limit"] is None), t
+    table = text.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    assert table.count("| met |") + table.count("| **missed** |") == sum(
+        t["limit"] is not None for t in doc["targets"])
+    assert "Where the time goes" in text  # bench/NOTES.md is appended
