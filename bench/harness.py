@@ -68,19 +68,24 @@ class Request:
     method: str = "GET"
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+def ensure_tool(binary: str, package: str) -> str:
+    """A load tool from PATH, installed with apt-get (Debian's package) when missing."""
+    found = shutil.which(binary)
     if found:
         return found
-    print("wrk not found: installing it with apt-get", flush=True)
-    apt = ["apt-get", "install", "-y", "-q", "wrk"]
+    print(f"{binary} not found: installing {package} with apt-get", flush=True)
+    apt = ["apt-get", "install", "-y", "-q", package]
     if subprocess.run(apt, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
         subprocess.run(apt, capture_output=True, check=True)
-    found = shutil.which("wrk")
+    found = shutil.which(binary)
     if not found:
-        raise SystemExit("could not install wrk")
+        raise SystemExit(f"could not install {binary}")
     return found
+
+
+def ensure_wrk() -> str:
+    return ensure_tool("wrk", "wrk")
 
 
 def _ms(value: str, unit: str) -> float:
@@ -142,10 +147,7 @@ def redis_benchmark_path() -> str:
     beside = Path(find_redis_server()).with_name("redis-benchmark")
     if beside.exists():
         return str(beside)
-    found = shutil.which("redis-benchmark")
-    if not found:
-        raise SystemExit("no redis-benchmark next to redis-server nor on PATH")
-    return found
+    return ensure_tool("redis-benchmark", "redis-tools")
 
 
 def redis_benchmark_command(port: int | str, calls: int, command: list[str]) -> list[str]:
