@@ -50,34 +50,58 @@ class History:
 
     def check(self, r: redis.Redis, pool_id: str, capacities: dict[str, int]) -> dict[str, int]:
         """Raises AssertionError on any violation; returns the stored counts."""
-        errors = [e for e in self.events if e.outcome == "error"]
-        assert not errors, f"{len(errors)} scans got a 5xx other than 503: {errors[:3]}"
+        report = self.analyze(r, pool_id, capacities)
+        assert not report.violations(), report.violations()
+        return report.counts
 
+    def analyze(self, r: redis.Redis, pool_id: str, capacities: dict[str, int]) -> Report:
+        report = Report()
+        report.errors = [e for e in self.events if e.outcome == "error"]
         acked: dict[str, str] = {}
         for e in self.events:
             if e.outcome != "ok":
                 continue
             assert e.group is not None
             seen = acked.setdefault(e.visitor, e.group)
-            assert seen == e.group, f"visitor {e.visitor} acknowledged into {seen} and {e.group}"
-
+            if seen != e.group:
+                report.twice.append(e.visitor)
         per_group = Counter(acked.values())
-        for gid, n in per_group.items():
-            assert n <= capacities[gid], f"{gid}: {n} acknowledged visitors > capacity"
-
+        report.over = {g: n - capacities[g] for g, n in per_group.items() if n > capacities[g]}
         for visitor, gid in acked.items():
-            stored = r.get(keys.sticky(pool_id, visitor))
-            assert stored == gid.encode(), f"visitor {visitor} acked {gid}, Redis has {stored!r}"
-
+            if r.get(keys.sticky(pool_id, visitor)) != gid.encode():
+                report.lost.append(visitor)
         counts = {g: int(r.hget(keys.group(pool_id, g), "c") or 0) for g in capacities}
+        report.counts = counts
         maybe = {e.visitor for e in self.events if e.outcome in ("failed", "unknown")} - set(acked)
-        for gid, stored in counts.items():
-            assert stored >= per_group[gid], f"{gid}: stored {stored} < acknowledged"
-            assert stored <= capacities[gid], f"{gid}: stored {stored} > capacity"
-        assert sum(counts.values()) <= len(acked) + len(maybe), (
-            f"stored {sum(counts.values())} > acknowledged {len(acked)} + unknown {len(maybe)}"
-        )
-        return counts
+        report.below = {g: (c, per_group[g]) for g, c in counts.items() if c < per_group[g]}
+        report.above_capacity = {g: c for g, c in counts.items() if c > capacities[g]}
+        report.excess = max(0, sum(counts.values()) - len(acked) - len(maybe))
+        report.acked = len(acked)
+        return report
+
+
+@dataclass
+class Report:
+    """What the checker found. Outside a failover every list and map must be empty."""
+
+    errors: list[Event] = field(default_factory=list)  # 5xx other than 503
+    twice: list[str] = field(default_factory=list)  # visitors acknowledged into two groups
+    over: dict[str, int] = field(default_factory=dict)  # acknowledged visitors past capacity
+    lost: list[str] = field(default_factory=list)  # acknowledged, not (or not so) in Redis
+    below: dict[str, tuple[int, int]] = field(default_factory=dict)  # stored < acknowledged
+    above_capacity: dict[str, int] = field(default_factory=dict)  # stored > capacity
+    excess: int = 0  # stored beyond acknowledged + unknown
+    counts: dict[str, int] = field(default_factory=dict)
+    acked: int = 0
+
+    def violations(self) -> dict[str, object]:
+        found = {
+            "5xx": self.errors[:3], "visitor in two groups": self.twice[:3],
+            "acknowledged over capacity": self.over, "acknowledged but lost": self.lost[:3],
+            "stored below acknowledged": self.below, "stored over capacity": self.above_capacity,
+            "stored beyond acknowledged + unknown": self.excess,
+        }
+        return {k: v for k, v in found.items() if v}
 
 
 def new_visitors(n: int) -> list[str]:
