@@ -251,11 +251,16 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def redis(self, name: str, *, appendonly: bool) -> RedisProcess:
-        """A redis-server on loopback TCP, `noeviction`; AOF everysec or no persistence."""
+    def redis(self, name: str, *, appendonly: bool,
+              replica_of: RedisProcess | None = None) -> RedisProcess:
+        """A redis-server on loopback TCP, `noeviction`; AOF everysec or no persistence;
+        optionally the replica of another."""
         if name not in self._redis:
+            extra = ["--repl-diskless-sync-delay", "0"]
+            if replica_of is not None:
+                extra += ["--replicaof", "127.0.0.1", str(replica_of.port)]
             server = RedisProcess(self.tmp / f"redis-{name}", port=free_port(),
-                                  appendonly=appendonly)
+                                  appendonly=appendonly, extra_args=extra)
             server.start()
             self._stack.callback(server.stop)
             self._redis[name] = server
@@ -276,11 +281,14 @@ class Lab:
             self._servers[key] = Server(label, port, cmd)
         return self._servers[key]
 
-    def livecode(self, redis: RedisProcess, workers: int = 1) -> Server:
-        """`livecode serve` on the given Redis (LIVECODE_REDIS_URL), as in production."""
+    def livecode(self, redis: RedisProcess, workers: int = 1, *,
+                 wait_replicas: int = 0) -> Server:
+        """`livecode serve` on the given Redis (LIVECODE_REDIS_URL), as in production; with
+        wait_replicas, in WAIT mode."""
         port = free_port()
-        env = {**clean_env(), "LIVECODE_REDIS_URL": redis.url, "LIVECODE_LOG_LEVEL": "warning"}
-        return self._serve(f"livecode-{redis.port}-w{workers}", "livecode",
+        env = {**clean_env(), "LIVECODE_REDIS_URL": redis.url, "LIVECODE_LOG_LEVEL": "warning",
+               "LIVECODE_REDIS_WAIT_REPLICAS": str(wait_replicas)}
+        return self._serve(f"livecode-{redis.port}-w{workers}-r{wait_replicas}", "livecode",
                            livecode_command(port, workers), port, env, "/readyz")
 
     def ceiling(self) -> Server:

@@ -319,19 +319,33 @@ def durability(lab: Lab, cfg: Config) -> Section:
     """New scans per second with the bench Redis on AOF (appendfsync everysec, the production
     setting) against the same with no persistence (appendonly no): what durability costs the
     scan path. Two Redis servers and a livecode server on each, runs interleaved, each Redis
-    re-seeded before its run. No hard target: reported."""
+    re-seeded before its run. Then the opt-in WAIT mode (LIVECODE_REDIS_WAIT_REPLICAS=1: a scan
+    counts once a replica has it) against the default, on one primary with one replica. No hard
+    target: reported."""
     aof, plain = lab.redis("aof", appendonly=True), lab.redis("plain", appendonly=False)
     sides = [_load(cfg, lab.livecode(server), "/s/bench", SCAN_NEW, before=_reseed(lab, server))
              for server in (plain, aof)]
-    labels = ("appendonly no", "AOF everysec")
-    pairs = interleave([Case("durability", "scan_new, AOF everysec vs no persistence", *sides)],
-                       cfg.rounds, labels)
+    labels = ("baseline", "measured")
+    pairs = interleave([Case("durability", "scan_new: AOF everysec (measured) vs no persistence",
+                             *sides)], cfg.rounds, labels)
+    # WAIT mode: the same primary (AOF, one replica) served without and with
+    # LIVECODE_REDIS_WAIT_REPLICAS=1, so the figure is the cost of waiting for the replica.
+    primary = lab.redis("replicated", appendonly=True)
+    lab.redis("replica", appendonly=False, replica_of=primary)
+    reseed = _reseed(lab, primary)
+    wait_sides = [_load(cfg, lab.livecode(primary, wait_replicas=n), "/s/bench", SCAN_NEW,
+                        before=reseed) for n in (0, 1)]
+    wait_pairs = interleave(
+        [Case("wait_mode", "scan_new on a primary with a replica: WAIT 1 (measured) vs default",
+              *wait_sides)], cfg.rounds, labels)
     return _throughput(
-        "Durability: AOF everysec vs no persistence", pairs, labels,
-        [_ratio_target(pairs[0], None)],
+        "Durability: AOF everysec vs no persistence, WAIT mode vs default", pairs + wait_pairs,
+        labels,
+        [_ratio_target(pairs[0], None), _ratio_target(wait_pairs[0], None, "WAIT mode ratio")],
         [shell(plain.command()).replace(str(lab.tmp), "$TMP"),
          shell(aof.command()).replace(str(lab.tmp), "$TMP"),
-         shell(livecode_command(PORT, 1)) + "   # one per Redis",
+         shell(livecode_command(PORT, 1)) + "   # one per Redis; LIVECODE_REDIS_WAIT_REPLICAS=1"
+         " for the WAIT side",
          _load_shell(cfg, "/s/bench", SCAN_NEW)],
         [])
 
