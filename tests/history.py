@@ -68,7 +68,8 @@ class History:
         per_group = Counter(acked.values())
         report.over = {g: n - capacities[g] for g, n in per_group.items() if n > capacities[g]}
         for visitor, gid in acked.items():
-            if r.get(keys.sticky(pool_id, visitor)) != gid.encode():
+            slot = r.get(keys.sticky(pool_id, visitor))  # the group's Fenwick slot
+            if slot is None or r.hget(keys.prefix(pool_id) + "fwg", slot) != gid.encode():
                 report.lost.append(visitor)
         counts = {g: int(r.hget(keys.group(pool_id, g), "c") or 0) for g in capacities}
         report.counts = counts

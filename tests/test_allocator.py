@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.schemas import GroupUpdate, PoolUpdate
+from app.schemas import GroupCreate, GroupUpdate, PoolUpdate
 from app.store import keys
 from tests.helpers import Core, counts, open_core, seed, snapshot
 
@@ -140,6 +140,18 @@ async def test_sticky_visitor_gets_new_group_when_theirs_expired(core: Core) -> 
     await asyncio.sleep(0.4)
     d = await core.allocator.scan("pool-a", v)
     assert (d.outcome, d.group_id) == ("new", "g2")
+
+
+async def test_sticky_visitor_gets_new_group_when_theirs_is_deleted(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 5}, {"capacity": 5}])
+    v = visitor()
+    assert (await core.allocator.scan("pool-a", v)).group_id == "g1"
+    assert await core.store.visitor_group("pool-a", v) == "g1"
+    await core.store.delete_group("pool-a", "g1")
+    await core.store.add_groups("pool-a", [GroupCreate(id="g1", url="https://t.me/+new")])
+    d = await core.allocator.scan("pool-a", v)  # the new g1 is another group: a new pick
+    assert (d.outcome, d.group_id) == ("new", "g2")
+    assert await core.store.visitor_group("pool-a", v) == "g2"
 
 
 async def test_retried_scan_counts_once(core: Core) -> None:

@@ -2,7 +2,8 @@
 -- not expired) are kept in three indexes so that every strategy picks in O(log n):
 --   av  zset  gid -> order position      (fill, round_robin)
 --   lf  zset  gid -> count / capacity    (least_filled)
---   fw  hash  Fenwick tree over slot weights, fwg slot -> gid  (weighted)
+--   fw  hash  Fenwick tree over slot weights, fwg slot -> gid  (weighted; sticky records
+--             hold the slot)
 -- plus ex (zset gid -> expires_at ms) for indexed groups that expire, so expired ones are found
 -- without scanning. A group leaves the indexes when it fills, is disabled, expires or is deleted.
 

@@ -21,8 +21,12 @@ if pool[5] and now < tonumber(pool[5]) then return {'not_started', name} end
 if pool[6] and now >= tonumber(pool[6]) then return {'ended', name} end
 local pmode = pool[4] or 'redirect'
 
+-- The sticky record holds the group's Fenwick slot, a small integer that Redis stores without
+-- an allocation of its own (~30 B less per visitor than the group id); slots are never reused,
+-- and a deleted group's slot maps to nothing.
 if vid ~= '' then
-  local sticky = redis.call('GET', KEYS[2])
+  local slot = redis.call('GET', KEYS[2])
+  local sticky = slot and redis.call('HGET', P .. 'fwg', slot)
   if sticky then
     local g = redis.call('HMGET', P .. 'g:' .. sticky, 'url', 'en', 'exp', 'mode')
     if g[1] and g[2] == '1' and (not g[3] or tonumber(g[3]) > now) then
@@ -125,7 +129,7 @@ for _ = 1, 32 do
     gid = first_unskipped(redis.call('ZRANGE', P .. 'av', 0, nskip))
   end
   if not gid then break end
-  g = redis.call('HMGET', P .. 'g:' .. gid, 'url', 'c', 'cap', 'exp', 'mode', 'en')
+  g = redis.call('HMGET', P .. 'g:' .. gid, 'url', 'c', 'cap', 'exp', 'mode', 'en', 'fi')
   -- Capacity is checked here, not trusted to the index.
   if g[1] and eligible(g[6], g[2], g[3], g[4], now) then break end
   skip[gid] = true
@@ -175,7 +179,7 @@ if not fills and strategy == 'least_filled' then
   redis.call('ZADD', P .. 'lf', c / tonumber(g[3]), gid)
 end
 if pos then redis.call('HSET', KEYS[1], 'rr', pos) end
-if vid ~= '' then redis.call('SET', KEYS[2], gid, 'EX', tonumber(pool[7] or 604800)) end
+if vid ~= '' then redis.call('SET', KEYS[2], g[7], 'EX', tonumber(pool[7] or 604800)) end
 redis.call('HINCRBY', P .. 'st', stat, 1)
 if rl_key then
   redis.call('INCR', rl_key)

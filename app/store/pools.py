@@ -201,6 +201,12 @@ class PoolStore:
             return None
         return str(_s(reply[1])) or None
 
+    async def visitor_group(self, pool_id: str, visitor_id: str) -> str | None:
+        """The group a visitor is sticky to (the record holds the group's Fenwick slot)."""
+        slot = await self.r.get(keys.sticky(pool_id, visitor_id))
+        gid = await self.r.hget(keys.prefix(pool_id) + "fwg", slot) if slot else None
+        return _s(gid)
+
     async def stats(self, pool_id: str) -> dict[str, int]:
         """new (all new allocations), fallback, and n:<channel> per channel."""
         raw = {str(_s(k)): int(v) for k, v in (await self.r.hgetall(keys.stats(pool_id))).items()}
