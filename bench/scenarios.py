@@ -411,7 +411,8 @@ def memory(lab: Lab, cfg: Config) -> Section:
                       " B"),
                Target("memory_visitor", "scans that allocated", outcomes.get("new", 0), ">=", n)]
     notes = [
-        f"one sticky key `{keys.sticky('visitors', visitors[0])}` -> a group id, with a TTL: "
+        f"one sticky key `{keys.sticky('visitors', visitors[0])}` -> the group's slot (a shared "
+        "small integer), with a TTL: "
         f"MEMORY USAGE {sticky_key} B (key name, value, dict entry); the rest is its entry in "
         "the expires table, the bucket arrays of both tables and jemalloc size-class rounding",
         f"one group hash (url, cap, c, w, en, pos, fi): MEMORY USAGE {group_hash} B; per group, "
