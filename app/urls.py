@@ -1,32 +1,51 @@
-"""Validation of target URLs (group invite links, fallback and contact URLs)."""
+"""Validation of target URLs (group invite links, fallback and contact URLs).
+
+What passes is what gets stored and sent as a Location header: ASCII (IDNA host, percent-encoded
+rest), at most MAX_URL_LENGTH characters once encoded, https (http only when allowed), a real host
+name or IP literal, no user info, and no whitespace or control character of any script.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import unicodedata
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from app.errors import InvalidInput
 
 MAX_URL_LENGTH = 2048
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?\Z")
+_SAFE = "/:@!$&'()*+,;=-._~%"
 
 
 @dataclass(frozen=True)
 class UrlPolicy:
     allow_http: bool = False
-    allowed_hosts: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = frozenset()  # IDNA (ASCII) host names, see ascii_host()
+
+
+def ascii_host(host: str) -> str:
+    """The IDNA form of a host name, lowercased, without a trailing dot."""
+    return host.rstrip(".").encode("idna").decode("ascii").lower()
 
 
 def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "url") -> str:
+    """The URL as it is to be stored, or InvalidInput."""
     policy = policy or UrlPolicy()
+
     def bad(why: str) -> InvalidInput:
         return InvalidInput(f"{field}: {why}", {"field": field})
 
     if len(url) > MAX_URL_LENGTH:
         raise bad(f"longer than {MAX_URL_LENGTH} characters")
-    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
-        raise bad("contains spaces or control characters")
     if "\\" in url:
         raise bad("contains a backslash")
+    # Cc/Cf/Cs/Co/Cn and Zs/Zl/Zp: control, format, surrogate, unassigned, any kind of space
+    if any(unicodedata.category(ch)[0] in "CZ" for ch in url):
+        raise bad("contains spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -35,35 +54,45 @@ def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "ur
     schemes = {"https", "http"} if policy.allow_http else {"https"}
     if parts.scheme.lower() not in schemes:
         raise bad(f"scheme must be one of {sorted(schemes)}")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if "@" in parts.netloc:
         raise bad("must not carry user info")
-    host = (parts.hostname or "").rstrip(".")
+    if "%" in parts.netloc:
+        raise bad("the host must not be percent-encoded")
+    host = parts.hostname or ""
     if not host:
         raise bad("has no host")
-    if port is not None and not 0 < port < 65536:
-        raise bad("bad port")
+    if ":" in host:  # an IPv6 literal (urlsplit strips its brackets)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad("not a valid IPv6 address") from None
+        name = host
+    else:
+        try:
+            name = ascii_host(host)
+        except UnicodeError:
+            raise bad("the host is not a valid domain name") from None
+        if not _HOST_RE.match(name):
+            raise bad("the host is not a valid domain name")
     if policy.allowed_hosts and not any(
-        host == h or host.endswith("." + h) for h in policy.allowed_hosts
+        name == h or name.endswith("." + h) for h in policy.allowed_hosts
     ):
-        raise bad(f"host {host!r} is not in the allow-list")
-    return _ascii(url) if not url.isascii() else url
+        raise bad(f"host {name!r} is not in the allow-list")
+    stored = url if url.isascii() else _ascii(parts, name, port)
+    if len(stored) > MAX_URL_LENGTH:
+        raise bad(f"longer than {MAX_URL_LENGTH} characters once encoded")
+    return stored
 
 
-def _ascii(url: str) -> str:
+def _ascii(parts: SplitResult, host: str, port: int | None) -> str:
     """Location headers are ASCII: IDNA for the host, percent-encoding for the rest."""
-    parts = urlsplit(url)
-    try:
-        host = (parts.hostname or "").encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput("url: host is not a valid internationalised domain name") from None
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    safe = "/:@!$&'()*+,;=-._~%"
-    return urlunsplit(
-        (
-            parts.scheme,
-            netloc,
-            quote(parts.path, safe=safe),
-            quote(parts.query, safe=safe + "?"),
-            quote(parts.fragment, safe=safe + "?"),
-        )
-    )
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((
+        parts.scheme,
+        netloc,
+        quote(parts.path, safe=_SAFE),
+        quote(parts.query, safe=_SAFE + "?"),
+        quote(parts.fragment, safe=_SAFE + "?"),
+    ))

@@ -86,13 +86,14 @@ class PoolStore:
             fields["ttl"] = str(data.sticky_ttl_s)
         if "fallback" in given and data.fallback is not None:
             fb = data.fallback
-            if fb.url:
-                check_target_url(fb.url, self.urls, "fallback.url")
-            if fb.contact_url:
-                check_target_url(fb.contact_url, self.urls, "fallback.contact_url")
-            fields["fb_url"] = fb.url or ""
+            fields["fb_url"] = (
+                check_target_url(fb.url, self.urls, "fallback.url") if fb.url else ""
+            )
             fields["fb_msg"] = fb.message or ""
-            fields["fb_contact"] = fb.contact_url or ""
+            fields["fb_contact"] = (
+                check_target_url(fb.contact_url, self.urls, "fallback.contact_url")
+                if fb.contact_url else ""
+            )
         return [x for kv in fields.items() for x in kv]
 
     async def create_pool(self, data: PoolCreate) -> PoolPublic:
