@@ -40,18 +40,25 @@ def install_error_handlers(api: FastAPI) -> None:
             exc.body(), status_code=exc.status, headers=getattr(exc, "headers", None)
         )
 
+    async def auth_first(request: Request) -> JSONResponse | None:
+        """FastAPI parses the body before the auth dependency runs: who may ask comes first."""
+        if not request.url.path.startswith("/api/"):
+            return None
+        try:
+            credentials = await bearer(request)
+            if request.method in ("GET", "HEAD"):
+                await require_read(request, credentials)
+            else:
+                await require_admin(request, credentials)
+        except LivecodeError as denied:
+            return await _livecode(request, denied)
+        return None
+
     @api.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI parses the body before the auth dependency runs: who may ask comes first
-        if request.url.path.startswith("/api/"):
-            try:
-                credentials = await bearer(request)
-                if request.method in ("GET", "HEAD"):
-                    await require_read(request, credentials)
-                else:
-                    await require_admin(request, credentials)
-            except LivecodeError as denied:
-                return await _livecode(request, denied)
+        denied = await auth_first(request)
+        if denied is not None:
+            return denied
         details = validation_details(exc.errors())
         return _error(422, "invalid_input", "request validation failed", details)
 
@@ -63,7 +70,12 @@ def install_error_handlers(api: FastAPI) -> None:
         return response
 
     @api.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # an undecodable body: who may ask comes first, then a 422
+            denied = await auth_first(request)
+            if denied is not None:
+                return denied
+            return _error(422, "invalid_input", f"the body cannot be read: {exc.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         response = _error(exc.status_code, code, str(exc.detail))
         if exc.headers:

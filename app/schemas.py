@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Strategy = Literal["fill", "round_robin", "weighted", "least_filled"]
 Mode = Literal["redirect", "page"]
@@ -17,10 +24,36 @@ Name = Annotated[str, StringConstraints(max_length=200)]
 UrlStr = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 DEFAULT_STICKY_TTL_S = 7 * 24 * 3600
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    """A time without a zone is UTC; stored as epoch ms, so it must lie in 1970..9000."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("must lie between 1970 and 9000")
+    return value.astimezone(UTC)
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every error of the API: 401, 403, 404, 409, 413, 422, 503."""
+
+    error: ErrorDetail
 
 
 class Fallback(_Model):
@@ -37,8 +70,8 @@ class PoolCreate(_Model):
     strategy: Strategy = "fill"
     status: Status = "active"
     mode: Mode = "redirect"
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Time | None = None
+    valid_until: Time | None = None
     sticky_ttl_s: int = Field(default=DEFAULT_STICKY_TTL_S, ge=60, le=366 * 24 * 3600)
     fallback: Fallback = Field(default_factory=Fallback)
 
@@ -54,8 +87,8 @@ class PoolUpdate(_Model):
     strategy: Strategy | None = None
     status: Status | None = None
     mode: Mode | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Time | None = None
+    valid_until: Time | None = None
     sticky_ttl_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
     fallback: Fallback | None = None
 
@@ -65,7 +98,7 @@ class GroupCreate(_Model):
     name: Name = ""
     url: UrlStr
     capacity: int = Field(default=200, ge=1, le=100_000)
-    expires_at: datetime | None = None
+    expires_at: Time | None = None
     weight: int = Field(default=1, ge=1, le=10_000)
     enabled: bool = True
     mode: Mode | None = Field(default=None, description="null: the pool's mode")
@@ -75,7 +108,7 @@ class GroupUpdate(_Model):
     name: Name | None = None
     url: UrlStr | None = None
     capacity: int | None = Field(default=None, ge=1, le=100_000)
-    expires_at: datetime | None = None
+    expires_at: Time | None = None
     weight: int | None = Field(default=None, ge=1, le=10_000)
     enabled: bool | None = None
     mode: Mode | None = None

@@ -48,6 +48,9 @@ TELEGRAM = "https://t.me/+AbCdEf"
 
 
 async def _open_api(redis_url: str, **settings: Any) -> AsyncIterator[Api]:
+    # these tests are about the API, not the scan deadline: a CPU-starved run must not turn
+    # their scans into 503s (the deadline has its own tests)
+    settings.setdefault("deadline_ms", 3000)
     app = create_app(Settings(redis_url=redis_url, public_url=PUBLIC_URL, **settings))
     client = aredis.Redis.from_url(redis_url)
     apikeys = ApiKeyStore(client)

@@ -97,6 +97,7 @@ async def test_oversized_api_body_is_refused_before_it_is_read(
     api: tuple[httpx.AsyncClient, dict[str, str]], redis_url: str
 ) -> None:
     client, auth = api
+    assert (await client.get("/api/v1/pools", headers=auth)).status_code == 200  # key's 1st use
     async with open_core(redis_url) as core:
         before = await snapshot(core.redis)
         big = json.dumps({"id": "big-pool", "name": "x" * 10_000})

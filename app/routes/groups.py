@@ -12,11 +12,13 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app import qr
 from app.auth import AdminKey, ReadKey
-from app.deps import StoreDep, pool_id_or_404
+from app.deps import ERROR_RESPONSES, StoreDep, pool_id_or_404
 from app.errors import InvalidInput
 from app.schemas import GroupCreate, GroupOrder, GroupPublic, GroupUpdate
 
-router = APIRouter(prefix="/api/v1/pools/{pool_id}/groups", tags=["groups"])
+router = APIRouter(
+    prefix="/api/v1/pools/{pool_id}/groups", tags=["groups"], responses=ERROR_RESPONSES
+)
 
 UPLOAD_BODY_LIMIT = qr.MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the form's other fields
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app import qr
 from app.auth import AdminKey, ReadKey
-from app.deps import RuntimeDep, StoreDep, pool_id_or_404
+from app.deps import ERROR_RESPONSES, RuntimeDep, StoreDep, pool_id_or_404
 from app.schemas import PoolCreate, PoolList, PoolPublic, PoolUpdate
 
-router = APIRouter(prefix="/api/v1/pools", tags=["pools"])
+router = APIRouter(prefix="/api/v1/pools", tags=["pools"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201)
@@ -24,7 +24,7 @@ async def list_pools(
     store: StoreDep,
     _: ReadKey,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> PoolList:
     pools, total = await store.list_pools(limit, offset)
     return PoolList(items=pools, total=total, limit=limit, offset=offset)
