@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.urls import UrlPolicy, ascii_host
+from app.urls import UrlPolicy
 
 
 class Settings(BaseSettings):
@@ -63,5 +63,5 @@ class Settings(BaseSettings):
     def url_policy(self) -> UrlPolicy:
         return UrlPolicy(
             allow_http=self.allow_http_targets,
-            allowed_hosts=frozenset(ascii_host(h) for h in self.allowed_target_hosts),
+            allowed_hosts=frozenset(self.allowed_target_hosts),
         )

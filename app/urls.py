@@ -24,12 +24,19 @@ _SAFE = "/:@!$&'()*+,;=-._~%"
 @dataclass(frozen=True)
 class UrlPolicy:
     allow_http: bool = False
-    allowed_hosts: frozenset[str] = frozenset()  # IDNA (ASCII) host names, see ascii_host()
+    allowed_hosts: frozenset[str] = frozenset()  # host names, in either form (IDNA or Unicode)
 
 
 def ascii_host(host: str) -> str:
     """The IDNA form of a host name, lowercased, without a trailing dot."""
     return host.rstrip(".").encode("idna").decode("ascii").lower()
+
+
+def _ascii_or_none(host: str) -> str | None:
+    try:
+        return ascii_host(host)
+    except UnicodeError:
+        return None
 
 
 def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "url") -> str:
@@ -75,7 +82,7 @@ def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "ur
         if not _HOST_RE.match(name):
             raise bad("the host is not a valid domain name")
     if policy.allowed_hosts and not any(
-        name == h or name.endswith("." + h) for h in policy.allowed_hosts
+        name == h or name.endswith("." + h) for h in map(_ascii_or_none, policy.allowed_hosts)
     ):
         raise bad(f"host {name!r} is not in the allow-list")
     stored = url if url.isascii() else _ascii(parts, name, port)
