@@ -81,9 +81,8 @@ def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "ur
             raise bad("the host is not a valid domain name") from None
         if not _HOST_RE.match(name):
             raise bad("the host is not a valid domain name")
-    if policy.allowed_hosts and not any(
-        name == h or name.endswith("." + h) for h in map(_ascii_or_none, policy.allowed_hosts)
-    ):
+    allowed = [h for h in map(_ascii_or_none, policy.allowed_hosts) if h]
+    if policy.allowed_hosts and not any(name == h or name.endswith("." + h) for h in allowed):
         raise bad(f"host {name!r} is not in the allow-list")
     stored = url if url.isascii() else _ascii(parts, name, port)
     if len(stored) > MAX_URL_LENGTH:
