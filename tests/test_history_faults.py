@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,26 @@ def env(server: RedisProcess) -> dict[str, str]:
     return {"LIVECODE_REDIS_URL": server.url, "LIVECODE_DEADLINE_MS": str(int(DEADLINE_S * 1000))}
 
 
+@asynccontextmanager
+async def under_load(server: RedisProcess, tmp_path: Path, history: History,
+                     seconds: float = 4.0) -> AsyncIterator[str]:
+    """serve with two workers on a seeded pool, and 16 clients scanning it for `seconds`
+    (recorded in `history`) while the block injects its fault; leaves when the load is done."""
+    await seeded(server)
+    with serve("--workers", "2", env=env(server), cwd=tmp_path) as base:
+        load = asyncio.create_task(drive(*hostport(base), "/s/pool-a",
+                                         schedule(new_visitors(500)), history,
+                                         concurrency=16, pace=0.02, duration=seconds))
+        yield base
+        await load
+
+
+def healthy_after(history: History, moment: float) -> bool:
+    """Every scan answered from a second after `moment` on was a success, and there were some."""
+    late = [e for e in history.events if e.at > moment + 1.0]
+    return bool(late) and all(e.outcome in ("ok", "fallback") for e in late)
+
+
 def check(history: History, server: RedisProcess) -> dict[str, int]:
     with redis.Redis.from_url(server.url) as r:
         return history.check(r, "pool-a", CAPACITIES)
@@ -51,25 +72,18 @@ async def test_kill_9_of_redis_mid_load_then_restart_from_aof(
     make_redis: Callable[..., RedisProcess], tmp_path: Path
 ) -> None:
     server = make_redis(appendonly=True)
-    await seeded(server)
     history = History()
-    with serve("--workers", "2", env=env(server), cwd=tmp_path) as base:
-        load = asyncio.create_task(drive(*hostport(base), "/s/pool-a",
-                                         schedule(new_visitors(500)), history,
-                                         concurrency=16, pace=0.02,
-                                         duration=4.0))
+    async with under_load(server, tmp_path, history):
         await asyncio.sleep(0.6)
         server.kill()
         await asyncio.sleep(1.0)
         server.start()
         back = time.monotonic()
-        await load
     outcomes = history.outcomes()
     assert outcomes["failed"] > 0, outcomes  # the outage was seen: clean 503s
     first_ok = min(e.at for e in history.events if e.outcome == "ok" and e.at > back)
     assert first_ok - back < 1.0, "did not recover within a second of Redis returning"
-    late = [e for e in history.events if e.at > back + 1.0]
-    assert late and all(e.outcome in ("ok", "fallback") for e in late)
+    assert healthy_after(history, back)
     counts = check(history, server)
     assert sum(counts.values()) > 0
 
@@ -78,27 +92,20 @@ async def test_frozen_redis_every_scan_answers_within_the_deadline(
     make_redis: Callable[..., RedisProcess], tmp_path: Path
 ) -> None:
     server = make_redis(appendonly=False)
-    await seeded(server)
     history = History()
-    with serve("--workers", "2", env=env(server), cwd=tmp_path) as base:
-        load = asyncio.create_task(drive(*hostport(base), "/s/pool-a",
-                                         schedule(new_visitors(500)), history,
-                                         concurrency=16, pace=0.02,
-                                         duration=4.0))
+    async with under_load(server, tmp_path, history):
         await asyncio.sleep(0.5)
         server.pause()
         frozen = time.monotonic()
         await asyncio.sleep(2.0)
         server.resume()
         thawed = time.monotonic()
-        await load
     during = [e for e in history.events if frozen + 0.05 < e.at - e.latency and e.at < thawed]
     assert during, "no scan was sent while Redis was frozen"
     assert all(e.outcome == "failed" for e in during), history.outcomes()
     worst = max(e.latency for e in during)
     assert worst < DEADLINE_S + 0.25, f"a scan took {worst:.3f} s while Redis was frozen"
-    late = [e for e in history.events if e.at > thawed + 1.0]
-    assert late and all(e.outcome in ("ok", "fallback") for e in late), "a worker hangs"
+    assert healthy_after(history, thawed), "a worker hangs"
     check(history, server)  # nothing allocated twice after SIGCONT
 
 
@@ -106,13 +113,8 @@ async def test_script_flush_and_redis_restart_under_load(
     make_redis: Callable[..., RedisProcess], tmp_path: Path
 ) -> None:
     server = make_redis(appendonly=True)
-    await seeded(server)
     history = History()
-    with serve("--workers", "2", env=env(server), cwd=tmp_path) as base:
-        load = asyncio.create_task(drive(*hostport(base), "/s/pool-a",
-                                         schedule(new_visitors(500)), history,
-                                         concurrency=16, pace=0.02,
-                                         duration=4.0))
+    async with under_load(server, tmp_path, history):
         for _ in range(3):
             await asyncio.sleep(0.2)
             with server.client() as r:
@@ -121,12 +123,10 @@ async def test_script_flush_and_redis_restart_under_load(
         server.stop()  # graceful: AOF flushed
         server.start()
         back = time.monotonic()
-        await load
     assert all(e.outcome in ("ok", "fallback") for e in history.events if e.at < flushed), (
         "a SCRIPT FLUSH was visible"
     )
-    late = [e for e in history.events if e.at > back + 1.0]
-    assert late and all(e.outcome in ("ok", "fallback") for e in late)
+    assert healthy_after(history, back)
     check(history, server)
 
 
@@ -158,18 +158,12 @@ async def test_kill_9_of_one_app_worker_under_load(
     make_redis: Callable[..., RedisProcess], tmp_path: Path
 ) -> None:
     server = make_redis(appendonly=False)
-    await seeded(server)
     history = History()
-    with serve("--workers", "2", env=env(server), cwd=tmp_path) as base:
-        host, port = hostport(base)
-        load = asyncio.create_task(drive(host, port, "/s/pool-a", schedule(new_visitors(500)),
-                                         history, concurrency=16, pace=0.02,
-                                         duration=4.0))
+    async with under_load(server, tmp_path, history) as base:
         await asyncio.sleep(0.7)
-        victim = _workers_of(port)[0]
+        victim = _workers_of(hostport(base)[1])[0]
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
-        await load
     late = [e for e in history.events if e.at > killed + 0.5]
     assert late and all(e.outcome in ("ok", "fallback") for e in late), history.outcomes()
     check(history, server)
