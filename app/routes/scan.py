@@ -124,7 +124,8 @@ class ScanEndpoint:
 
         assert self.allocator is not None, "lifespan did not run"
         try:
-            d = await self.allocator.scan(pool_id, visitor, channel, _client_ip(scope))
+            ip = _client_ip(scope) if self.allocator.rate_limit else ""  # only the limit needs it
+            d = await self.allocator.scan(pool_id, visitor, channel, ip)
         except (RedisUnavailable, RedisReplyError) as exc:
             kind = "reply" if isinstance(exc, RedisReplyError) else (
                 "timeout" if "timeout" in str(exc) else "unavailable"
