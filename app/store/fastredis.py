@@ -63,6 +63,24 @@ class Script:
         return cls(body=body, sha=hashlib.sha1(body).hexdigest().encode())
 
 
+_Retry = tuple[Script, bytes]  # a script and its packed EVALSHA, to send as EVAL on NOSCRIPT
+
+
+def bulk(value: bytes) -> bytes:
+    """One RESP bulk string, for commands packed by hand."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def as_eval(script: Script, evalsha: bytes) -> bytes:
+    """The EVAL twin of a packed EVALSHA of `script`: the same keys and arguments."""
+    count_end = evalsha.index(b"\r\n") + 2
+    head = b"$7\r\nEVALSHA\r\n" + bulk(script.sha)
+    if not evalsha.startswith(head, count_end):
+        raise ValueError("not a packed EVALSHA of this script")
+    rest = evalsha[count_end + len(head) :]
+    return evalsha[:count_end] + b"$4\r\nEVAL\r\n" + bulk(script.body) + rest
+
+
 class _Connection(asyncio.Protocol):
     """One connection attempt and, once up, the connection itself. Never reused after `fail`."""
 
@@ -73,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.deadlines: deque[float] = deque()  # loop time by which each pending call gives up
+        self.retries: deque[_Retry | None] = deque()  # an EVALSHA's script, to EVAL on NOSCRIPT
         self.sweep_at: float | None = None
         self.sweep_handle: asyncio.TimerHandle | None = None
         self.buf = bytearray()  # user commands not yet written
@@ -138,9 +157,29 @@ class _Connection(asyncio.Protocol):
                 self.fail("protocol desync: reply without a pending request")
                 return
             fut = pending.popleft()
-            self.deadlines.popleft()
-            if not fut.done():  # a timed-out or cancelled call: discard its reply
-                fut.set_result(reply)
+            deadline = self.deadlines.popleft()
+            retry = self.retries.popleft()
+            if fut.done():  # a timed-out or cancelled call: discard its reply
+                continue
+            if (retry is not None and type(reply) is _ReplyError
+                    and str(reply).startswith("NOSCRIPT")):
+                self.resend_as_eval(fut, deadline, retry)
+                continue
+            fut.set_result(reply)
+
+    def resend_as_eval(self, fut: asyncio.Future[Any], deadline: float, retry: _Retry) -> None:
+        """NOSCRIPT (a restart, a failover, SCRIPT FLUSH): the script did not run, so send its
+        body with EVAL for the same future and deadline. Replies stay in order: the EVAL goes
+        to the back of the queue, like any new command."""
+        script, evalsha = retry
+        self.pending.append(fut)
+        self.deadlines.append(deadline)
+        self.retries.append(None)
+        if self.sweep_at is None or deadline < self.sweep_at:
+            self.watch(deadline)
+        self.buf += as_eval(script, evalsha)
+        self.nbuf += 1
+        self.flush()
 
     # -- client side --
     def _set_ready(self) -> None:
@@ -159,6 +198,7 @@ class _Connection(asyncio.Protocol):
                 self.buf += self.wait_command
                 self.pending.append(self.wait_fut)
                 self.deadlines.append(self.wait_deadline)
+                self.retries.append(None)
                 self.wait_fut = None
             buf, self.buf = self.buf, bytearray()  # never mutate what the transport may hold
             transport.write(buf)
@@ -206,6 +246,7 @@ class _Connection(asyncio.Protocol):
             self.sweep_handle.cancel()
             self.sweep_at = self.sweep_handle = None
         self.deadlines.clear()
+        self.retries.clear()
         pending = self.pending
         while pending:
             fut = pending.popleft()
@@ -292,20 +333,22 @@ class PipelinedRedis:
         many replicas have it; else RedisUnavailable (the script ran: the outcome is unknown)."""
         if self.wait_replicas:
             return await self._evalsha_replicated(script, keys, args, timeout)
-        started = asyncio.get_running_loop().time()
-        reply = await self._send(_pack((b"EVALSHA", script.sha, len(keys), *keys, *args)), timeout)
+        reply = await self.evalsha_raw(script, keys, args, timeout=timeout)
         if type(reply) is _ReplyError:
-            if not str(reply).startswith("NOSCRIPT"):
-                raise RedisReplyError(str(reply))
-            remaining = started + timeout - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise RedisUnavailable("timeout")
-            reply = await self._send(
-                _pack((b"EVAL", script.body, len(keys), *keys, *args)), remaining
-            )
-            if type(reply) is _ReplyError:
-                raise RedisReplyError(str(reply))
+            raise RedisReplyError(str(reply))
         return reply
+
+    def evalsha_raw(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
+                    *, timeout: float) -> asyncio.Future[Any]:
+        """The hot path's EVALSHA: a plain future, no coroutine of its own to resume. It
+        resolves to the reply, an error reply as a `hiredis.ReplyError` value; NOSCRIPT is
+        handled by the connection (EVAL for the same future). Not for WAIT mode."""
+        packed = _pack((b"EVALSHA", script.sha, len(keys), *keys, *args))
+        return self._send(packed, timeout, (script, packed))
+
+    def evalsha_packed(self, script: Script, packed: bytes, timeout: float) -> asyncio.Future[Any]:
+        """evalsha_raw for an EVALSHA of `script` that the caller packed (see `bulk`)."""
+        return self._send(packed, timeout, (script, packed))
 
     async def _evalsha_replicated(self, script: Script, keys: Sequence[bytes | str],
                                   args: Sequence[Arg], timeout: float) -> Any:  # noqa: ASYNC109
@@ -339,7 +382,8 @@ class PipelinedRedis:
         wait_fut = conn.wait_fut
         return self._send(packed, timeout), wait_fut
 
-    def _send(self, packed: bytes, timeout: float) -> asyncio.Future[Any]:
+    def _send(self, packed: bytes, timeout: float,
+              retry: _Retry | None = None) -> asyncio.Future[Any]:
         """Queue one packed command; the future resolves to its reply (errors as values)."""
         conn = self._conn
         if conn is None or conn.closed:
@@ -355,6 +399,7 @@ class PipelinedRedis:
             conn.progress_at = deadline - timeout
         pending.append(fut)
         conn.deadlines.append(deadline)
+        conn.retries.append(retry)
         if conn.sweep_at is None or deadline < conn.sweep_at:
             conn.watch(deadline)
         conn.buf += packed
