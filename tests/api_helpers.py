@@ -187,7 +187,8 @@ def _str(v: Any) -> str:
 async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[str, str]]:
     """The pool's indexes agree with its groups, read straight from Redis:
     indexed (in `av`) <=> enabled, count < capacity and not expired; `lf` has the same members
-    as `av`; `ex` holds exactly the indexed groups that expire; `av` scores are positions;
+    as `av`; `ex` holds exactly the indexed groups that expire, and the pool's `exn` is its
+    earliest score (absent when `ex` is empty); `av` scores are positions;
     every Fenwick node of `fw` is the sum of its slots' weights (indexed groups only) and `fwt`
     is the sum of the weights of the indexed groups. Returns every group's hash."""
     p = keys.prefix(pool_id)
@@ -217,6 +218,8 @@ async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[st
         assert fwg.get(slot) == gid, (gid, slot, fwg)
         slot_weight[slot] = int(g["w"]) if eligible else 0
     assert set(lf) == set(av), (sorted(lf), sorted(av))
+    exn = float(pool["exn"]) if "exn" in pool else None
+    assert exn == (min(ex.values()) if ex else None), (pool.get("exn"), ex)
     assert set(av) <= set(gids)
     assert int(pool.get("fwt", 0)) == sum(slot_weight.values()), (pool.get("fwt"), slot_weight)
     for i in range(1, fwn + 1):

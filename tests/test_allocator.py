@@ -93,6 +93,38 @@ async def test_group_that_expires_later_is_skipped_and_purged(core: Core, strate
     assert await core.redis.zscore(keys.prefix("pool-a") + "ex", "g1") is None
 
 
+async def test_earliest_expiry_follows_every_change(core: Core) -> None:
+    """A scan reads the `ex` zset only once the pool's `exn` (its earliest score) has passed, so
+    `exn` must follow every change: expiries set and cleared, groups filling, deleted, purged."""
+    p = keys.prefix("pool-a")
+
+    async def exn() -> float | None:
+        raw = await core.redis.hget(keys.pool("pool-a"), "exn")
+        return float(raw) if raw is not None else None
+
+    async def earliest() -> float | None:
+        head = await core.redis.zrange(p + "ex", 0, 0, withscores=True)
+        return head[0][1] if head else None
+
+    now = datetime.now(UTC)
+    soon, later, latest = (now + timedelta(milliseconds=ms) for ms in (400, 60_000, 120_000))
+    await seed(core.store, groups=[{"capacity": 1, "expires_at": later},
+                                   {"capacity": 100, "expires_at": soon},
+                                   {"capacity": 100, "expires_at": latest}, {"capacity": 100}])
+    assert await exn() == await earliest() == soon.timestamp() * 1000 // 1
+    await core.store.update_group("pool-a", "g2", GroupUpdate(expires_at=None))
+    assert await exn() == await earliest() == later.timestamp() * 1000 // 1
+    assert await scan_many(core, 1) == ["g1"]  # g1 fills and leaves the indexes
+    assert await exn() == await earliest() == latest.timestamp() * 1000 // 1
+    await core.store.delete_group("pool-a", "g3")
+    assert await exn() is None and await earliest() is None
+    await core.store.update_group("pool-a", "g4", GroupUpdate(expires_at=soon))
+    assert await exn() == await earliest() == soon.timestamp() * 1000 // 1
+    await asyncio.sleep(0.5)
+    assert await scan_many(core, 3) == ["g2"] * 3  # g4 expired: skipped and purged
+    assert await exn() is None and await earliest() is None
+
+
 # the weighted draw comes from the visitor id: "AAAA..." draws 0, "____..." draws just under 1
 @pytest.mark.parametrize("vid,expected", [("A" * 22, "g2"), ("_" * 22, "g3")])
 async def test_weighted_pick_excludes_expired_slots_in_the_same_scan(

@@ -788,7 +788,11 @@ class PoolLifecycle(RuleBasedStateMachine):
         assert order == {g.gid: g.pos for g in pool.groups.values()}
         av = await _zscores(r, p + "av")
         lf = await _zscores(r, p + "lf")
-        ex = set(await _zscores(r, p + "ex"))
+        ex_scores = await _zscores(r, p + "ex")
+        ex = set(ex_scores)
+        # a scan reads `ex` only once `exn`, its earliest score, has passed
+        assert (float(ph["exn"]) if "exn" in ph else None) == (
+            min(ex_scores.values()) if ex_scores else None), (ph.get("exn"), ex_scores)
         eligible = {g.gid: g for g in pool.groups.values() if g.eligible()}
         # in `av` iff enabled, count < capacity and not expired; scored by position
         assert av == {gid: g.pos for gid, g in eligible.items()}, (av, pool)

@@ -5,8 +5,12 @@ local g = redis.call('HMGET', P .. 'g:' .. gid, 'fi', 'w')
 if not g[1] then return 'not_found' end
 local n = tonumber(redis.call('HGET', KEYS[1], 'fwn') or 0)
 local was = redis.call('ZSCORE', P .. 'av', gid) ~= false
+local head = was and ex_head(P, 1)
 
-if was then unindex(P, n, gid, g[1], g[2]) end
+if was then
+  unindex(P, n, gid, g[1], g[2])
+  set_exn(P, ex_min(head, {[gid] = true}, nil))
+end
 redis.call('HDEL', P .. 'fwg', g[1])
 redis.call('DEL', P .. 'g:' .. gid)
 redis.call('ZREM', P .. 'ord', gid)

@@ -62,6 +62,7 @@ end
 local was = exists and redis.call('ZSCORE', P .. 'av', gid) ~= false
 local now = now_ms()
 local is = eligible(new.en, new.c, new.cap, new.exp, now)
+local head = (was or is) and ex_head(P, 1)
 
 -- Writes from here on.
 if gseq then redis.call('HSET', KEYS[1], 'gseq', gseq) end
@@ -86,4 +87,5 @@ elseif is and was then
   if new.exp then redis.call('ZADD', P .. 'ex', new.exp, gid) else redis.call('ZREM', P .. 'ex', gid) end
   fw_add(P, n, tonumber(new.fi), tonumber(new.w) - tonumber(old.w))
 end
+if head then set_exn(P, ex_min(head, {[gid] = true}, is and new.exp or nil)) end
 return {'ok', gid}

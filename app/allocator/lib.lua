@@ -5,7 +5,8 @@
 --   fw  hash  Fenwick tree over slot weights, fwg slot -> gid  (weighted; sticky records
 --             hold the slot)
 -- plus ex (zset gid -> expires_at ms) for indexed groups that expire, so expired ones are found
--- without scanning. A group leaves the indexes when it fills, is disabled, expires or is deleted.
+-- without scanning, and its earliest score cached in the pool hash as 'exn', so that a scan
+-- reads ex only once some group may have expired. A group leaves the indexes when it fills, is disabled, expires or is deleted.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -47,4 +48,31 @@ end
 
 local function eligible(en, c, cap, exp, now)
   return en == '1' and tonumber(c) < tonumber(cap) and (not exp or tonumber(exp) > now)
+end
+
+-- What 'exn' becomes once the gids of the set `gone` leave ex and, optionally, one group with
+-- expiry `add_exp` joins it. `head` is ex's first #gone + 1 entries, WITHSCORES, read before
+-- the script's first write.
+local function ex_head(P, ngone)
+  return redis.call('ZRANGE', P .. 'ex', 0, ngone, 'WITHSCORES')
+end
+
+local function ex_min(head, gone, add_exp)
+  local m = add_exp and tonumber(add_exp) or nil
+  for i = 1, #head, 2 do
+    if not gone[head[i]] then
+      local s = tonumber(head[i + 1])
+      if not m or s < m then m = s end
+      break
+    end
+  end
+  return m
+end
+
+local function set_exn(P, m)
+  if m then
+    redis.call('HSET', P .. 'pool', 'exn', m)
+  else
+    redis.call('HDEL', P .. 'pool', 'exn')
+  end
 end

@@ -2,17 +2,20 @@
 -- pick by the pool's strategy, the count, the sticky record and the stats.
 -- Every read and check comes before the first write. A visitor who already holds a usable group
 -- gets it back with no write at all, so a retried call never counts twice.
--- The common path (fill, no expired group) runs 9 Redis commands; keep it that way (bench/).
+-- The common path (fill, a new visitor, no expired group) runs 7 Redis commands; keep it that
+-- way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
 -- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
--- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''},
+-- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''};
+--   'n' when the visitor id was just made (no cookie): it cannot have a sticky record yet,
 -- ARGV[5] new allocations allowed per client per minute (absent or 0: no limit), ARGV[6] client
 -- Returns also {'limited', seconds until the window ends} when ARGV[5] is exceeded.
 -- Returns {outcome, ...}: unknown | paused|not_started|ended, name |
 --   sticky|new, gid, url, mode, name | fallback, name, fb_url, fb_msg, fb_contact
 local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
 
-local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 'vf', 'vu', 'ttl')
+local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 'vf', 'vu', 'ttl',
+                       'exn')
 if not pool[1] then return {'unknown'} end
 local name = pool[2] or ''
 if pool[1] ~= 'active' then return {'paused', name} end
@@ -24,7 +27,7 @@ local pmode = pool[4] or 'redirect'
 -- The sticky record holds the group's Fenwick slot, a small integer that Redis stores without
 -- an allocation of its own (~30 B less per visitor than the group id); slots are never reused,
 -- and a deleted group's slot maps to nothing.
-if vid ~= '' then
+if vid ~= '' and ARGV[4] ~= 'n' then
   local slot = redis.call('GET', KEYS[2])
   local sticky = slot and redis.call('HGET', P .. 'fwg', slot)
   if sticky then
@@ -49,7 +52,10 @@ end
 local strategy = pool[3] or 'fill'
 -- Indexed groups found unusable (expired): skipped now, purged from the indexes below.
 local skip, nskip, purge = {}, 0, {}
-local expired = redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)
+local expired = {}
+if pool[8] and now >= tonumber(pool[8]) then
+  expired = redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)
+end
 for i = 1, #expired do
   skip[expired[i]] = true
   purge[i] = expired[i]
@@ -152,12 +158,15 @@ if gid and strategy == 'round_robin' then pos = redis.call('HGET', P .. 'g:' .. 
 local unindexing = {}
 for i = 1, #purge do unindexing[i] = purge[i] end
 if fills then unindexing[#unindexing + 1] = gid end
-local slots = {}
+local slots, exn = {}, nil
 if #unindexing > 0 then
   if fw_n == 0 then fw_n = tonumber(redis.call('HGET', KEYS[1], 'fwn') or 0) end
+  local gone = {}
   for i = 1, #unindexing do
     slots[i] = redis.call('HMGET', P .. 'g:' .. unindexing[i], 'fi', 'w')
+    gone[unindexing[i]] = true
   end
+  exn = ex_min(ex_head(P, #unindexing), gone, nil)
 end
 local fallback = nil
 if not gid then fallback = redis.call('HMGET', KEYS[1], 'fb_url', 'fb_msg', 'fb_contact') end
@@ -166,6 +175,7 @@ if ARGV[4] == '1' then return {'peek', gid or ''} end
 
 -- Writes from here on.
 for i = 1, #unindexing do unindex(P, fw_n, unindexing[i], slots[i][1], slots[i][2]) end
+if #unindexing > 0 then set_exn(P, exn) end
 
 if not gid then
   redis.call('HINCRBY', P .. 'st', 'fallback', 1)
