@@ -103,6 +103,7 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
         asyncio.run(prepare(settings, initial_key=embedded, demo_base=base if demo else None))
         common = dict(
             host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+            interface="asgi3",
             lifespan="on", access_log=False, log_level=settings.log_level,
             proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=5,

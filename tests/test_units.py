@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
+import hiredis
 import pytest
 
 from app.allocator import scripts
+from app.allocator.engine import _ScanCommands
 from app.bots import is_bot
 from app.errors import InvalidInput
 from app.routes.scan import VisitorIds
 from app.store import keys
+from app.store.fastredis import Script, as_eval
 from app.urls import UrlPolicy, check_target_url
 
 
@@ -84,6 +89,33 @@ def test_visitor_ids_are_random_well_formed_and_survive_refills() -> None:
     got = [ids() for _ in range(3000)]  # 3,000 x 16 bytes crosses two 16 KiB refills
     assert len(set(got)) == len(got)
     assert all(keys.VISITOR_ID_RE.match(v) for v in got)
+
+
+def test_visitor_ids_differ_in_a_forked_child() -> None:
+    ids = VisitorIds()
+    ids()  # the buffer is filled before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, ids().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    assert keys.VISITOR_ID_RE.match(child) and child != ids()
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_hand_packed_scan_command_matches_hiredis(fresh: bool) -> None:
+    script = Script.from_source("return 1")
+    vid, p = "abcdefghijklmnopqrstu-", keys.prefix("pool-a")
+    args = (b"EVALSHA", script.sha, 2, keys.pool("pool-a"), keys.sticky("pool-a", vid), p, vid,
+            "", "n" if fresh else "")
+    packed = _ScanCommands(script.sha)("pool-a", vid, fresh)
+    assert packed == hiredis.pack_command(args)
+    assert as_eval(script, packed) == hiredis.pack_command((b"EVAL", script.body, *args[2:]))
+    with pytest.raises(ValueError):
+        as_eval(Script.from_source("return 2"), packed)
 
 
 def test_scripts_carry_a_shebang_only_for_redis_7() -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from base64 import urlsafe_b64encode
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qs
 
 from app import metrics, pages
-from app.allocator.engine import Allocator
+from app.allocator.engine import Allocator, Decision, decide
 from app.bots import is_bot
 from app.settings import Settings
 from app.store.fastredis import RedisReplyError, RedisUnavailable
@@ -31,11 +31,21 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("livecode.scan")
 
 PREFIX = "/s/"
+_PREFIX_LEN = len(PREFIX)
 _NO_STORE = (b"cache-control", b"no-store")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
+_REDIRECT = (_NO_STORE, (b"content-length", b"0"))
+_ALLOW = (b"allow", b"GET, HEAD")
+_REDIRECTED = {b"new": "new", b"sticky": "sticky"}
 
 
 _IP_CHARS = frozenset("0123456789abcdefABCDEF:.")
+
+
+def _channel(query_string: bytes) -> str:
+    """`?ch=`; a typo on a printed poster must not break scans: an invalid channel is dropped."""
+    ch = parse_qs(query_string.decode("latin-1")).get("ch")
+    return ch[0] if ch and CHANNEL_RE.match(ch[0]) else ""
 
 
 def _client_ip(scope: Scope) -> str:
@@ -48,17 +58,21 @@ def _client_ip(scope: Scope) -> str:
 
 class VisitorIds:
     """Random visitor ids (128 bits, base64url). Reads 16 KiB from the OS at a time: one
-    getrandom() per scan cost more than the encoding. Refills after a fork."""
+    getrandom() per scan cost more than the encoding. A forked child starts empty, so two
+    workers never hand out the same ids (getpid() per scan would be a syscall each)."""
 
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
-        self._pid = 0
+        os.register_at_fork(after_in_child=self.drop)
+
+    def drop(self) -> None:
+        self._buf, self._pos = b"", 0
 
     def __call__(self) -> str:
         pos = self._pos
-        if pos >= len(self._buf) or self._pid != os.getpid():
-            self._buf, pos, self._pid = os.urandom(16384), 0, os.getpid()
+        if pos >= len(self._buf):
+            self._buf, pos = os.urandom(16384), 0
         self._pos = pos + 16
         return urlsafe_b64encode(self._buf[pos : pos + 16])[:22].decode()
 
@@ -78,54 +92,52 @@ class ScanEndpoint:
         self._retry_after = (b"retry-after", str(settings.retry_after_s).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        # One frame for the whole common path, awaiting the Redis future directly: each
+        # coroutine between the task and that future is resumed once more per scan (bench/).
+        started = perf_counter()
         outcome = "error"
+        extra: list[tuple[bytes, bytes]] = []
         try:
-            outcome = await self._handle(scope, send)
-        except Exception:
-            log.exception("scan failed")
-            await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after])
-        metrics.scans.record(outcome, time.perf_counter() - started)
-
-    async def _handle(self, scope: Scope, send: Send) -> str:
-        method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            await self._send(send, 405, pages.METHOD_NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
-            return "error"
-        pool_id = scope["path"][len(PREFIX) :].rstrip("/")
-        if POOL_ID_RE.match(pool_id) is None:
-            await self._send(send, 404, pages.NOT_FOUND, head=method == "HEAD")
-            return "not_found"
-
-        cookie = user_agent = b""
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookie = value
-            elif name == b"user-agent":
-                user_agent = value
-        # HEAD and link-preview bots must never consume capacity: answer without Redis.
-        if method == "HEAD" or is_bot(user_agent):
-            await self._send(send, 200, pages.PREVIEW, head=method == "HEAD")
-            return "bot"
-
-        visitor = self._visitor(cookie)
-        extra = []
-        if visitor is None:
-            visitor = new_visitor_id()
-            cookie_value = self._cookie_prefix + visitor.encode() + self._cookie_attrs
-            extra.append((b"set-cookie", cookie_value))
-        channel = ""
-        qs = scope.get("query_string", b"")
-        if qs:
-            ch = parse_qs(qs.decode("latin-1")).get("ch")
-            # a typo on a printed poster must not break scans: an invalid channel is dropped
-            if ch and CHANNEL_RE.match(ch[0]):
-                channel = ch[0]
-
-        assert self.allocator is not None, "lifespan did not run"
-        try:
-            ip = _client_ip(scope) if self.allocator.rate_limit else ""  # only the limit needs it
-            d = await self.allocator.scan(pool_id, visitor, channel, ip)
+            method = scope["method"]
+            pool_id = scope["path"][_PREFIX_LEN:].rstrip("/")
+            if method not in ("GET", "HEAD"):
+                await self._send(send, 405, pages.METHOD_NOT_ALLOWED, [_ALLOW])
+            elif POOL_ID_RE.match(pool_id) is None:
+                await self._send(send, 404, pages.NOT_FOUND, head=method == "HEAD")
+                outcome = "not_found"
+            else:
+                cookie = user_agent = b""
+                for name, value in scope["headers"]:
+                    if name == b"cookie":
+                        cookie = value
+                    elif name == b"user-agent":
+                        user_agent = value
+                # HEAD and link-preview bots must never consume capacity: no Redis at all.
+                if method == "HEAD" or is_bot(user_agent):
+                    await self._send(send, 200, pages.PREVIEW, head=method == "HEAD")
+                    outcome = "bot"
+                else:
+                    visitor = self._visitor(cookie) if cookie else None
+                    fresh = visitor is None
+                    if visitor is None:
+                        visitor = new_visitor_id()
+                        extra.append((b"set-cookie", self._cookie_prefix + visitor.encode()
+                                      + self._cookie_attrs))
+                    qs = scope["query_string"]
+                    channel = _channel(qs) if qs else ""
+                    allocator = self.allocator
+                    assert allocator is not None, "lifespan did not run"
+                    # only the rate limit needs the client address
+                    ip = _client_ip(scope) if allocator.rate_limit else ""
+                    reply = await allocator.submit(pool_id, visitor, channel, ip, fresh=fresh)
+                    kind = _REDIRECTED.get(reply[0]) if type(reply) is list else None
+                    if kind is not None and reply[3] == b"redirect":
+                        await send({"type": "http.response.start", "status": 302,
+                                    "headers": [(b"location", reply[2]), *_REDIRECT, *extra]})
+                        await send({"type": "http.response.body", "body": b""})
+                        outcome = kind
+                    else:
+                        outcome = await self._answer(send, decide(reply), extra)
         except (RedisUnavailable, RedisReplyError) as exc:
             kind = "reply" if isinstance(exc, RedisReplyError) else (
                 "timeout" if "timeout" in str(exc) else "unavailable"
@@ -133,8 +145,13 @@ class ScanEndpoint:
             metrics.redis_error[kind].inc()
             # the cookie still goes out, so a retry is the same visitor and counts once
             await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after, *extra])
-            return "error"
+        except Exception:
+            log.exception("scan failed")
+            await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after, *extra])
+        metrics.scans.record(outcome, perf_counter() - started)
 
+    async def _answer(self, send: Send, d: Decision, extra: list[tuple[bytes, bytes]]) -> str:
+        """Everything but a plain redirect to a group: pages, fallbacks, closed pools."""
         outcome = d.outcome
         if outcome in ("new", "sticky"):
             if d.mode == "page":
@@ -160,8 +177,6 @@ class ScanEndpoint:
         return "paused"
 
     def _visitor(self, cookie: bytes) -> str | None:
-        if not cookie:
-            return None
         start = cookie.find(self._cookie_prefix)
         while start > 0 and cookie[start - 1 : start] not in (b" ", b";"):
             start = cookie.find(self._cookie_prefix, start + 1)
@@ -173,8 +188,8 @@ class ScanEndpoint:
         return value if VISITOR_ID_RE.match(value) else None
 
     async def _redirect(self, send: Send, url: str, extra: list[tuple[bytes, bytes]]) -> None:
-        headers = [(b"location", url.encode("latin-1")), _NO_STORE, (b"content-length", b"0")]
-        await send({"type": "http.response.start", "status": 302, "headers": headers + extra})
+        headers = [(b"location", url.encode("latin-1")), *_REDIRECT, *extra]
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
     async def _send(
