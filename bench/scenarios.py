@@ -375,7 +375,7 @@ def memory(lab: Lab, cfg: Config) -> Section:
     seeder.set_counts("groups", full_ids, 200)
     m2 = seeder.used_memory()
     p = keys.prefix("groups")
-    index = {k: seeder.memory_usage(p + k) / n for k in ("ord", "av", "lf", "fw", "fwg")}
+    index = {k: seeder.memory_usage(p + k) / n for k in ("av", "lf", "fw", "fwg")}
     group_hash = seeder.memory_usage(keys.group("groups", full_ids[0]))
     per_group_open, per_group = (m1 - m0) / n, (m2 - m0) / n
     group_parts = {"group hash": group_hash, **{f"{k} index": v for k, v in index.items()}}

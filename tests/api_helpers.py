@@ -194,7 +194,7 @@ async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[st
     p = keys.prefix(pool_id)
     sec, usec = await client.time()
     now_ms = sec * 1000 + usec // 1000
-    gids = [_str(g) for g in await client.zrange(keys.order(pool_id), 0, -1)]
+    gids = [_str(g) for g in await client.hvals(keys.slots(pool_id))]
     av = {_str(m): s for m, s in await client.zrange(p + "av", 0, -1, withscores=True)}
     lf = {_str(m): s for m, s in await client.zrange(p + "lf", 0, -1, withscores=True)}
     ex = {_str(m): s for m, s in await client.zrange(p + "ex", 0, -1, withscores=True)}

@@ -57,7 +57,7 @@ async def seed(
 
 async def counts(client: aredis.Redis, pool_id: str = "pool-a") -> dict[str, int]:
     """Stored count per group, read straight from Redis."""
-    gids = [g.decode() for g in await client.zrange(keys.order(pool_id), 0, -1)]
+    gids = [g.decode() for g in await client.hvals(keys.slots(pool_id))]
     return {gid: int(await client.hget(keys.group(pool_id, gid), "c") or 0) for gid in gids}
 
 

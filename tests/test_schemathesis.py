@@ -189,7 +189,7 @@ class Live:
             self.http.delete(f"{API}/pools/{SEED_POOL}", headers=self.admin())  # a leftover key
             r = self.http.post(f"{API}/pools", json={"id": SEED_POOL}, headers=self.admin())
             assert r.status_code == 201, r.text
-        have = {_text(g) for g in self.redis.zrange(keys.order(SEED_POOL), 0, -1)}
+        have = {_text(g) for g in self.redis.hvals(keys.slots(SEED_POOL))}
         missing = [g for g in SEED_GROUPS if g not in have]
         if missing:
             body = [{"id": g, "url": f"https://chat.example.com/{g}"} for g in missing]

@@ -126,5 +126,5 @@ def test_scripts_carry_a_shebang_only_for_redis_7() -> None:
 
 def test_every_key_of_a_pool_shares_its_hash_tag() -> None:
     pool_keys = [keys.pool("p1"), keys.group("p1", "g"), keys.sticky("p1", "v"), keys.stats("p1"),
-                 keys.order("p1"), *keys.pool_keys("p1")]
+                 keys.slots("p1"), *keys.pool_keys("p1")]
     assert all("{p1}" in k and k.index("{") == k.index("{p1}") for k in pool_keys)

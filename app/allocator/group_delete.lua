@@ -13,5 +13,4 @@ if was then
 end
 redis.call('HDEL', P .. 'fwg', g[1])
 redis.call('DEL', P .. 'g:' .. gid)
-redis.call('ZREM', P .. 'ord', gid)
 return 'ok'

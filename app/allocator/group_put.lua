@@ -75,7 +75,6 @@ if not exists then
 end
 if #set > 0 then redis.call('HSET', gkey, unpack(set)) end
 if #del > 0 then redis.call('HDEL', gkey, unpack(del)) end
-redis.call('ZADD', P .. 'ord', new.pos, gid)
 
 if was and not is then
   unindex(P, n, gid, old.fi, old.w)

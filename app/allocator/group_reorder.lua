@@ -4,11 +4,12 @@
 local P = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'no_pool' end
 local n = #ARGV - 1
-if redis.call('ZCARD', P .. 'ord') ~= n then return 'mismatch' end
+-- fwg maps every group's Fenwick slot to its id: it is the index of all the pool's groups
+if redis.call('HLEN', P .. 'fwg') ~= n then return 'mismatch' end
 local seen, indexed = {}, {}
 for i = 2, #ARGV do
   local gid = ARGV[i]
-  if seen[gid] or not redis.call('ZSCORE', P .. 'ord', gid) then return 'mismatch' end
+  if seen[gid] or redis.call('EXISTS', P .. 'g:' .. gid) == 0 then return 'mismatch' end
   seen[gid] = true
   indexed[i] = redis.call('ZSCORE', P .. 'av', gid) ~= false
 end
@@ -16,7 +17,6 @@ end
 -- Writes from here on.
 for i = 2, #ARGV do
   local gid, pos = ARGV[i], i - 1
-  redis.call('ZADD', P .. 'ord', pos, gid)
   redis.call('HSET', P .. 'g:' .. gid, 'pos', pos)
   if indexed[i] then redis.call('ZADD', P .. 'av', pos, gid) end
 end

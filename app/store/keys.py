@@ -35,9 +35,10 @@ def group(pool_id: str, group_id: str) -> str:
     return prefix(pool_id) + "g:" + group_id
 
 
-def order(pool_id: str) -> str:
-    """zset of every group by position (the operator's order)."""
-    return prefix(pool_id) + "ord"
+def slots(pool_id: str) -> str:
+    """hash of every group's Fenwick slot -> its id: the index of all the pool's groups (their
+    order is the `pos` field of each group's hash)."""
+    return prefix(pool_id) + "fwg"
 
 
 def stats(pool_id: str) -> str:
@@ -55,7 +56,7 @@ def sticky_pattern(pool_id: str) -> str:
 def pool_keys(pool_id: str) -> list[str]:
     """The fixed per-pool keys (group hashes and sticky keys come on top)."""
     p = prefix(pool_id)
-    return [p + s for s in ("pool", "ord", "st", "av", "lf", "ex", "fw", "fwg")]
+    return [p + s for s in ("pool", "st", "av", "lf", "ex", "fw", "fwg")]
 
 
 def apikey(key_id: str) -> str:

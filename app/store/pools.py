@@ -175,7 +175,7 @@ class PoolStore:
         and no group can be added; then its groups, indexes, stats and sticky records."""
         if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
             raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
-        gids = [str(_s(g)) for g in await self.r.zrange(keys.order(pool_id), 0, -1)]
+        gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
         doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
         for i in range(0, len(doomed), 500):
             await self.r.unlink(*doomed[i : i + 500])
@@ -338,12 +338,15 @@ class PoolStore:
         return _group(group_id, raw)
 
     async def list_groups(self, pool_id: str) -> list[GroupPublic]:
-        gids = [str(_s(g)) for g in await self.r.zrange(keys.order(pool_id), 0, -1)]
+        """In the operator's order: by position, ties by id."""
+        gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
         async with self.r.pipeline(transaction=False) as pipe:
             for gid in gids:
                 pipe.hgetall(keys.group(pool_id, gid))
             raws = await pipe.execute()
-        return [_group(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
+        groups = [(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
+        groups.sort(key=lambda g: (int(_s(g[1].get(b"pos", g[1].get("pos"))) or 0), g[0]))
+        return [_group(gid, raw) for gid, raw in groups]
 
 
 def _group(gid: str, raw: dict[Any, Any]) -> GroupPublic:
