@@ -8,6 +8,7 @@ import math
 import secrets
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -276,14 +277,31 @@ async def test_script_flush_mid_run_is_invisible(core: Core) -> None:
     assert await counts(core.redis) == {"g1": 300, "g2": 300}
 
 
-async def _commands_per_scan(core: Core, pool_id: str) -> int:
+async def _commands_per_scan(core: Core, pool_id: str, *, fresh: bool = False,
+                             by_name: bool = False) -> Any:
     await core.redis.config_resetstat()
-    await core.allocator.scan(pool_id, visitor())
+    await core.allocator.scan(pool_id, visitor(), fresh=fresh)
     stats = await core.redis.info("commandstats")
-    return sum(
-        v["calls"] for k, v in stats.items()
-        if k not in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_config", "cmdstat_info")
-    )
+    # the script's own commands: not EVALSHA/EVAL, nor CONFIG (Redis 7: config|resetstat), INFO
+    calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()
+             if k.removeprefix("cmdstat_").split("|")[0] not in ("evalsha", "eval", "config",
+                                                                  "info")}
+    return calls if by_name else sum(calls.values())
+
+
+async def test_common_scan_runs_six_commands(core: Core) -> None:
+    """The scan most posters see (fill, a visitor without a cookie, groups that never expire)
+    is the one the throughput figures in bench/ depend on: six commands, no clock, no expiry
+    index, no sticky lookup. Expiring groups add the clock and, once one has expired, ex."""
+    await seed(core.store, groups=[{"capacity": 100_000}] * 3)
+    common = await _commands_per_scan(core, "pool-a", fresh=True, by_name=True)
+    assert common == {"hmget": 2, "zrange": 1, "hincrby": 2, "set": 1}, common
+    await core.store.update_group("pool-a", "g1", GroupUpdate(
+        expires_at=datetime.now(UTC) + timedelta(days=7)))
+    dated = await _commands_per_scan(core, "pool-a", fresh=True, by_name=True)
+    assert dated == {**common, "time": 1}, dated
+    cookie = await _commands_per_scan(core, "pool-a", by_name=True)
+    assert cookie == {**dated, "get": 1}, cookie
 
 
 async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:

@@ -2,8 +2,8 @@
 -- pick by the pool's strategy, the count, the sticky record and the stats.
 -- Every read and check comes before the first write. A visitor who already holds a usable group
 -- gets it back with no write at all, so a retried call never counts twice.
--- The common path (fill, a new visitor, no expired group) runs 7 Redis commands; keep it that
--- way (bench/).
+-- The common path (fill, a new visitor, no group that expires) runs 6 Redis commands; keep it
+-- that way (bench/).
 -- KEYS[1] pool hash, KEYS[2] the visitor's sticky key
 -- ARGV[1] key prefix 'lc:{pool}:', ARGV[2] visitor id ('' = none), ARGV[3] channel ('' = none),
 -- ARGV[4] '1' for a dry run: stop before the first write and return {'peek', gid or ''};
@@ -19,9 +19,15 @@ local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 
 if not pool[1] then return {'unknown'} end
 local name = pool[2] or ''
 if pool[1] ~= 'active' then return {'paused', name} end
-local now = now_ms()
-if pool[5] and now < tonumber(pool[5]) then return {'not_started', name} end
-if pool[6] and now >= tonumber(pool[6]) then return {'ended', name} end
+-- The clock is read only when something depends on it: a schedule, a group that expires, the
+-- rate limit. A pool of groups that never expire needs no TIME at all.
+local now = nil
+local function clock()
+  if not now then now = now_ms() end
+  return now
+end
+if pool[5] and clock() < tonumber(pool[5]) then return {'not_started', name} end
+if pool[6] and clock() >= tonumber(pool[6]) then return {'ended', name} end
 local pmode = pool[4] or 'redirect'
 
 -- The sticky record holds the group's Fenwick slot, a small integer that Redis stores without
@@ -32,7 +38,7 @@ if vid ~= '' and ARGV[4] ~= 'n' then
   local sticky = slot and redis.call('HGET', P .. 'fwg', slot)
   if sticky then
     local g = redis.call('HMGET', P .. 'g:' .. sticky, 'url', 'en', 'exp', 'mode')
-    if g[1] and g[2] == '1' and (not g[3] or tonumber(g[3]) > now) then
+    if g[1] and g[2] == '1' and (not g[3] or tonumber(g[3]) > clock()) then
       return {'sticky', sticky, g[1], g[4] or pmode, name}
     end
   end
@@ -42,7 +48,7 @@ end
 -- a pool. A fixed one-minute window; the counter lives in the pool's slot.
 local limit, rl_key = tonumber(ARGV[5] or 0), nil
 if limit and limit > 0 then
-  local minute = math.floor(now / 60000)
+  local minute = math.floor(clock() / 60000)
   rl_key = P .. 'rl:' .. ARGV[6] .. ':' .. minute
   if tonumber(redis.call('GET', rl_key) or 0) >= limit then
     return {'limited', tostring(60 - math.floor(now / 1000) % 60)}
@@ -53,7 +59,7 @@ local strategy = pool[3] or 'fill'
 -- Indexed groups found unusable (expired): skipped now, purged from the indexes below.
 local skip, nskip, purge = {}, 0, {}
 local expired = {}
-if pool[8] and now >= tonumber(pool[8]) then
+if pool[8] and clock() >= tonumber(pool[8]) then
   expired = redis.call('ZRANGEBYSCORE', P .. 'ex', '-inf', now, 'LIMIT', 0, 1000)
 end
 for i = 1, #expired do
@@ -137,7 +143,7 @@ for _ = 1, 32 do
   if not gid then break end
   g = redis.call('HMGET', P .. 'g:' .. gid, 'url', 'c', 'cap', 'exp', 'mode', 'en', 'fi')
   -- Capacity is checked here, not trusted to the index.
-  if g[1] and eligible(g[6], g[2], g[3], g[4], now) then break end
+  if g[1] and eligible(g[6], g[2], g[3], g[4], g[4] and clock()) then break end
   skip[gid] = true
   nskip = nskip + 1
   purge[#purge + 1] = gid
