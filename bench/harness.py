@@ -8,6 +8,7 @@ import io
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -54,6 +55,41 @@ class Sample:
     p99_ms: float
     count: int
     bad: int = 0  # non-2xx/3xx responses and socket errors
+    # CPU microseconds per request, by role ("server", "redis", "load generator")
+    cpu_us: dict[str, float] = field(default_factory=dict)
+
+
+# CPU accounting -------------------------------------------------------------------------------
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's workers are children of `serve`)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes, all their threads included (/proc/<pid>/stat)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime
+    return total
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # wrk ------------------------------------------------------------------------------------------
@@ -130,13 +166,23 @@ def load_command(url: str, req: Request, duration: float, connections: int,
 
 
 def run_load(url: str, req: Request, duration: float, connections: int,
-            threads: int = 1, script: Path | None = None) -> Sample:
-    """One load run (wrk, or bench/headload.py for HEAD), parsed."""
+            threads: int = 1, script: Path | None = None,
+            watch: dict[str, int] | None = None) -> Sample:
+    """One load run (wrk, or bench/headload.py for HEAD), parsed. `watch` (role -> pid): the
+    CPU each of those process trees and the load generator spent per request."""
     cmd = (wrk_command(url, req, duration, connections, threads, script) if script
            else load_command(url, req, duration, connections, threads))
+    trees = {role: process_tree(pid) for role, pid in (watch or {}).items()}
+    before = {role: cpu_seconds(pids) for role, pids in trees.items()}
+    load_before = _children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT,
                          timeout=duration + 30).stdout
-    return parse_wrk(out)
+    sample = parse_wrk(out)
+    if trees and sample.count:
+        spent = {role: cpu_seconds(pids) - before[role] for role, pids in trees.items()}
+        spent["load generator"] = _children_cpu() - load_before
+        sample.cpu_us = {role: s / sample.count * 1e6 for role, s in spent.items()}
+    return sample
 
 
 # redis-benchmark ------------------------------------------------------------------------------
@@ -171,13 +217,19 @@ def run_redis_benchmark(port: int, calls: int, command: list[str]) -> Sample:
 # processes ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Running:
+    pid: int
+    seconds: float  # from spawn until ready
+
+
 @contextmanager
 def process(cmd: list[str], env: dict[str, str], ready_url: str, log: Path, *,
             ready: Callable[[int], bool] = lambda status: status < 500,
-            poll_s: float = 0.1, timeout_s: float = 30) -> Iterator[float]:
-    """Run a server until the block ends (SIGTERM, then SIGKILL after 15 s); yields the seconds
-    it took from spawn until `ready_url` answered with a status `ready` accepts. Its stderr goes
-    to `log`, so a chatty server can never block on a full pipe."""
+            poll_s: float = 0.1, timeout_s: float = 30) -> Iterator[Running]:
+    """Run a server until the block ends (SIGTERM, then SIGKILL after 15 s); yields its pid and
+    the seconds it took from spawn until `ready_url` answered with a status `ready` accepts.
+    Its stderr goes to `log`, so a chatty server can never block on a full pipe."""
     with log.open("wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
@@ -193,7 +245,7 @@ def process(cmd: list[str], env: dict[str, str], ready_url: str, log: Path, *,
             if time.perf_counter() - started > timeout_s:
                 raise SystemExit(f"{shell(cmd)} did not become ready in {timeout_s:g} s")
             time.sleep(poll_s)
-        yield time.perf_counter() - started
+        yield Running(proc.pid, time.perf_counter() - started)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -215,6 +267,7 @@ class Server:
     label: str
     port: int
     cmd: list[str]
+    pid: int = 0
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -276,9 +329,9 @@ class Lab:
     def _serve(self, key: str, label: str, cmd: list[str], port: int, env: dict[str, str],
                ready_path: str) -> Server:
         if key not in self._servers:
-            self._stack.enter_context(process(
+            running = self._stack.enter_context(process(
                 cmd, env, f"http://127.0.0.1:{port}{ready_path}", self.tmp / f"{key}.log"))
-            self._servers[key] = Server(label, port, cmd)
+            self._servers[key] = Server(label, port, cmd, running.pid)
         return self._servers[key]
 
     def livecode(self, redis: RedisProcess, workers: int = 1, *,
@@ -345,8 +398,16 @@ class Pair:
     def bad(self) -> int:
         return sum(s.bad for s in self.base + self.subject)
 
+    def cpu(self, side: str) -> dict[str, float]:
+        """Median CPU microseconds per request by role, for "base" or "subject"."""
+        samples = self.base if side == "base" else self.subject
+        roles = {role for s in samples for role in s.cpu_us}
+        return {role: median([s.cpu_us[role] for s in samples if role in s.cpu_us])
+                for role in sorted(roles)}
+
     def metrics(self) -> dict[str, Any]:
         return {"base": self.labels[0], "subject": self.labels[1],
+                "base_cpu_us": self.cpu("base"), "subject_cpu_us": self.cpu("subject"),
                 "base_rate": self.base_rate, "subject_rate": self.subject_rate,
                 "ratio": self.ratio, "base_p99_ms": self.base_p99,
                 "subject_p99_ms": self.subject_p99, "bad": self.bad,

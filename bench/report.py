@@ -53,6 +53,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
     # scenario name -> its numbers (results.json)
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # more tables after the notes: (caption, columns, rows)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     # filled in by the runner: the scenario function's name and docstring, its duration
     key: str = ""
     about: str = ""
@@ -77,6 +79,31 @@ def pair_table(pairs: list[Pair], labels: tuple[str, str], unit: str) -> tuple[l
     return columns, rows
 
 
+def cpu_table(pairs: list[Pair], labels: tuple[str, str], cores: int,
+              workers: tuple[int, int] = (1, 1)) -> tuple[str, list[str], list[list[str]]]:
+    """Where the machine's time goes: CPU microseconds per request of each process, medians of
+    the runs above, and the rates that alone would allow."""
+    roles = ["server", "redis", "load generator"]
+    columns = ["scenario", "side", *(f"{r} us" for r in roles), "total us",
+               f"{cores} cores allow req/s", "a core per worker allows req/s", "measured req/s"]
+    rows = []
+    for p in pairs:
+        for side, label, rate, n in (("base", labels[0], p.base_rate, workers[0]),
+                                     ("subject", labels[1], p.subject_rate, workers[1])):
+            cpu = p.cpu(side)
+            if not cpu:
+                continue
+            total = sum(cpu.values())
+            rows.append([p.scenario, label, *(f"{cpu[r]:.1f}" if r in cpu else "-" for r in roles),
+                         f"{total:.1f}", fmt(cores * 1e6 / total),
+                         fmt(n * 1e6 / cpu["server"]) if cpu.get("server") else "-", fmt(rate)])
+    caption = ("CPU per request (user + system, from /proc and the load generator's rusage, "
+               "medians): the server process(es), Redis and the load generator share the "
+               f"{cores} cores, so the total bounds the rate; a worker can use one core at most, "
+               "so its own share bounds it too.")
+    return caption, columns, rows
+
+
 def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
             *("| " + " | ".join(r) + " |" for r in rows)]
@@ -94,6 +121,8 @@ def markdown(sections: list[Section], header: list[str]) -> str:
         lines += [f"- {t.scenario}: {t.label} {fmt(t.value)}{t.unit}, target {t.wanted}: "
                   f"{t.verdict}" for t in s.targets]
         lines += [f"- {note}" for note in s.notes]
+        for caption, columns, rows in s.tables:
+            lines += ["", caption, "", *_table(columns, rows)]
         lines += ["", "Commands:", "", "```", *s.commands, "```"]
     notes = HERE / "NOTES.md"
     if notes.exists():

@@ -39,7 +39,7 @@ from bench.harness import (
     shell,
     wrk_command,
 )
-from bench.report import Section, Target, pair_table
+from bench.report import Section, Target, cpu_table, pair_table
 from bench.seed import (
     BENCH_POOL,
     STICKY_VISITOR,
@@ -77,12 +77,18 @@ Scenario = Callable[[Lab, Config], Section]
 
 
 def _load(cfg: Config, server: Server, path: str, req: Request, *, threads: int = 1,
-         before: Callable[[], None] | None = None) -> Measure:
-    """A measurement: optionally reset some state, then one load run against `server`."""
+          before: Callable[[], None] | None = None, redis: RedisProcess | None = None) -> Measure:
+    """A measurement: optionally reset some state, then one load run against `server`, with
+    the CPU per request of the server (and of `redis`, the one it uses)."""
+    watch = {"server": server.pid}
+    if redis is not None and redis.proc is not None:
+        watch["redis"] = redis.proc.pid
+
     def measure() -> Sample:
         if before is not None:
             before()
-        return run_load(server.url(path), req, cfg.duration, cfg.connections, threads)
+        return run_load(server.url(path), req, cfg.duration, cfg.connections, threads,
+                        watch=watch)
     return measure
 
 
@@ -136,7 +142,8 @@ def scan_vs_ceiling(lab: Lab, cfg: Config) -> Section:
     cases = [
         Case(name, what,
              _load(cfg, ceiling, "/s/bench", req),
-             _load(cfg, livecode, "/s/bench", req, before=reseed if name == "scan_new" else None))
+             _load(cfg, livecode, "/s/bench", req, before=reseed if name == "scan_new" else None,
+                   redis=server))
         for name, what, req, _ in HTTP_SCENARIOS
     ]
     pairs = interleave(cases, cfg.rounds, ("ceiling", "livecode"))
@@ -168,6 +175,7 @@ def scan_vs_ceiling(lab: Lab, cfg: Config) -> Section:
          f"headload {head.base_rate:,.0f}/s (headload is Python: where it is slower, the head "
          "ratio is flattered by that much)."])
     section.scenarios["scan_new"]["p99_ratio"] = new.subject_p99 / new.base_p99
+    section.tables.append(cpu_table(pairs, ("ceiling", "livecode"), os.cpu_count() or 1))
     return section
 
 
@@ -302,14 +310,19 @@ def workers(lab: Lab, cfg: Config) -> Section:
     one, two = lab.livecode(server, workers=1), lab.livecode(server, workers=2)
     reseed = _reseed(lab, server)
     pairs = interleave([Case("workers", "scan_new, 2 workers vs 1",
-                             _load(cfg, one, "/s/bench", SCAN_NEW, threads=2, before=reseed),
-                             _load(cfg, two, "/s/bench", SCAN_NEW, threads=2, before=reseed))],
+                             _load(cfg, one, "/s/bench", SCAN_NEW, threads=2, before=reseed,
+                                   redis=server),
+                             _load(cfg, two, "/s/bench", SCAN_NEW, threads=2, before=reseed,
+                                   redis=server))],
                        cfg.rounds, ("1 worker", "2 workers"))
-    return _throughput(
+    section = _throughput(
         "Workers: 2 vs 1", pairs, ("1 worker", "2 workers"), [_ratio_target(pairs[0], 1.6)],
         [shell(livecode_command(PORT, 1)), shell(livecode_command(PORT, 2)),
          _load_shell(cfg, "/s/bench", SCAN_NEW, threads=2)],
         [f"{os.cpu_count()} cores: the workers, Redis and wrk share them"])
+    section.tables.append(cpu_table(pairs, ("1 worker", "2 workers"), os.cpu_count() or 1,
+                                    workers=(1, 2)))
+    return section
 
 
 # durability -----------------------------------------------------------------------------------
@@ -456,10 +469,10 @@ def startup(lab: Lab, cfg: Config) -> Section:
         cmd = [*startup_command(port), str(data_dir)]
         with process(cmd, clean_env(), f"http://127.0.0.1:{port}/readyz",
                      lab.tmp / f"startup-{i}.log", ready=lambda status: status == 200,
-                     poll_s=0.01) as seconds:
-            times.append(seconds)
+                     poll_s=0.01) as running:
+            times.append(running.seconds)
         _stop_leftover_redis(data_dir)
-        print(f"  startup {i + 1}: {seconds:.2f} s", flush=True)
+        print(f"  startup {i + 1}: {times[-1]:.2f} s", flush=True)
     med = median(times)
     return Section(
         "Start-up: `livecode serve` on the embedded Redis until ready",

@@ -62,3 +62,9 @@ def test_quick_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None
     assert table.count("| met |") + table.count("| **missed** |") == sum(
         t["limit"] is not None for t in doc["targets"])
     assert "Where the time goes" in text  # bench/NOTES.md is appended
+    # the CPU each process spent per request, for the scan path and the workers
+    for name in ("scan_new", "workers"):
+        cpu = doc["scenarios"][name]["subject_cpu_us"]
+        assert {"server", "redis", "load generator"} <= set(cpu) and all(
+            v > 0 for v in cpu.values()), (name, cpu)
+    assert text.count("CPU per request (user + system") == 2
