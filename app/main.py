@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -91,12 +91,11 @@ class LivecodeApp:
         self.api = BodyLimit(api, body_limit)
         self.scan = scan
 
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not `async def`: handing back the chosen app's coroutine leaves one frame less for
-        # every scan to resume (serve tells uvicorn interface="asgi3", which it cannot guess).
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            return self.scan(scope, receive, send)
-        return self.api(scope, receive, send)
+            await self.scan(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 async def _flush_metrics_every(seconds: float) -> None:
