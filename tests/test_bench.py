@@ -68,3 +68,14 @@ def test_quick_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None
         assert {"server", "redis", "load generator"} <= set(cpu) and all(
             v > 0 for v in cpu.values()), (name, cpu)
     assert text.count("CPU per request (user + system") == 2
+
+
+def test_inprocess_benchmark_runs() -> None:
+    """`python -m bench.inprocess` drives the real endpoint and client without sockets."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--requests", "2000", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+    assert set(lines) == {"ceiling", "scan"} and all("us per request" in v for v in lines.values())
