@@ -15,7 +15,7 @@
 local P, vid, ch = ARGV[1], ARGV[2], ARGV[3]
 
 local pool = redis.call('HMGET', KEYS[1], 'status', 'name', 'strategy', 'mode', 'vf', 'vu', 'ttl',
-                       'exn')
+                       'exn', 'rr', 'fwn', 'fwt')
 if not pool[1] then return {'unknown'} end
 local name = pool[2] or ''
 if pool[1] ~= 'active' then return {'paused', name} end
@@ -68,13 +68,8 @@ for i = 1, #expired do
 end
 nskip = #expired
 
-local rr, fw_n, fw_total = nil, 0, 0
-if strategy == 'round_robin' then
-  rr = redis.call('HGET', KEYS[1], 'rr')
-elseif strategy == 'weighted' then
-  local f = redis.call('HMGET', KEYS[1], 'fwn', 'fwt')
-  fw_n, fw_total = tonumber(f[1] or 0), tonumber(f[2] or 0)
-end
+local rr = strategy == 'round_robin' and pool[9] or nil
+local fw_n, fw_total = tonumber(pool[10] or 0), tonumber(pool[11] or 0)
 
 local function first_unskipped(list)
   for i = 1, #list do
@@ -181,7 +176,6 @@ for i = 1, #purge do unindexing[i] = purge[i] end
 if fills then unindexing[#unindexing + 1] = gid end
 local slots, exn = {}, nil
 if #unindexing > 0 then
-  if fw_n == 0 then fw_n = tonumber(redis.call('HGET', KEYS[1], 'fwn') or 0) end
   local gone = {}
   for i = 1, #unindexing do
     slots[i] = redis.call('HMGET', P .. 'g:' .. unindexing[i], 'fi', 'w')
