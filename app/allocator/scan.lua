@@ -102,29 +102,14 @@ local function pick_weighted()
   while true do
     local pos, rem, step = 0, r + before, top
     while step >= 1 do
-      -- The next (up to) four levels of the descent can only visit pos + j * unit for
-      -- j = 1 .. 2^depth - 1: one HMGET reads them all, 5 commands instead of 17 at 100,000.
-      local depth, unit = 1, step
-      while depth < 4 and unit >= 2 do
-        depth = depth + 1
-        unit = unit / 2
-      end
-      local fields, node = {}, {}
-      for j = 1, 2 ^ depth - 1 do
-        if pos + j * unit > fw_n then break end
-        fields[j] = pos + j * unit
-      end
-      if #fields > 0 then
-        local got = redis.call('HMGET', P .. 'fw', unpack(fields))
-        for i = 1, #fields do node[fields[i]] = tonumber(got[i] or 0) end
-      end
-      for _ = 1, depth do
-        if pos + step <= fw_n and node[pos + step] <= rem then
-          rem = rem - node[pos + step]
+      if pos + step <= fw_n then
+        local v = tonumber(redis.call('HGET', P .. 'fw', pos + step) or 0)
+        if v <= rem then
           pos = pos + step
+          rem = rem - v
         end
-        step = step / 2
       end
+      step = step / 2
     end
     local slot, again = pos + 1, 0
     for i = 1, #slots do
