@@ -344,7 +344,7 @@ class PipelinedRedis:
         resolves to the reply, an error reply as a `hiredis.ReplyError` value; NOSCRIPT is
         handled by the connection (EVAL for the same future). Not for WAIT mode."""
         packed = _pack((b"EVALSHA", script.sha, len(keys), *keys, *args))
-        return self._send(packed, timeout, (script, packed))
+        return self.evalsha_packed(script, packed, timeout)
 
     def evalsha_packed(self, script: Script, packed: bytes, timeout: float) -> asyncio.Future[Any]:
         """evalsha_raw for an EVALSHA of `script` that the caller packed (see `bulk`)."""
