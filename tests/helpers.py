@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 from app.allocator.engine import Allocator
@@ -75,3 +76,10 @@ async def snapshot(client: aredis.Redis) -> dict[bytes, Any]:
         else:
             out[key] = kind
     return out
+
+
+def until_a_replica_acknowledges(primary: redis.Redis) -> None:
+    """A replica whose link is up may not acknowledge yet: the first WAIT after a sync sometimes
+    got 0 within the 50-100 ms the WAIT-mode tests allow. One generous WAIT before those."""
+    primary.set("warm-up", 1)
+    assert primary.wait(1, 5000) == 1, "no replica acknowledges"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from app.embedded import RedisProcess
 from app.store.fastredis import PipelinedRedis, RedisUnavailable, Script
+from tests.helpers import until_a_replica_acknowledges
 
 INCR = Script.from_source("return redis.call('INCR', KEYS[1])")
 
@@ -25,6 +26,8 @@ def primary_and_replica(make_redis: Callable[..., RedisProcess]) -> Servers:
         while r.info("replication").get("master_link_status") != "up":
             assert time.monotonic() < deadline, "replica did not sync"
             time.sleep(0.05)
+    with primary.client() as p:
+        until_a_replica_acknowledges(p)
     return primary, replica
 
 

@@ -18,7 +18,7 @@ import redis
 
 from app.embedded import RedisProcess
 from app.schemas import Fallback
-from tests.helpers import open_core, seed
+from tests.helpers import open_core, seed, until_a_replica_acknowledges
 from tests.history import FALLBACK_URL, History, Report, drive, new_visitors
 from tests.tcpproxy import Proxy
 from tests.test_serve import serve
@@ -90,7 +90,8 @@ def lagging_failover(make_redis: Callable[..., RedisProcess], tmp_path: Path,
                                extra_args=[*FAST_SYNC, "--replicaof", "127.0.0.1",
                                            str(replica.port)])
             await asyncio.to_thread(wait_link_up, spare)
-            await asyncio.sleep(0.5)
+            with replica.client() as r:
+                await asyncio.to_thread(until_a_replica_acknowledges, r)
             # newcomers first: room lost with the primary goes to other people
             later = visitors[150:] + visitors[:150]
             await drive(host, int(port), "/s/pool-a", later, history, concurrency=8)
