@@ -79,3 +79,17 @@ def test_inprocess_benchmark_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines())
     assert set(lines) == {"ceiling", "scan"} and all("us per request" in v for v in lines.values())
+
+
+def test_batch_probe_runs() -> None:
+    """`python -m bench.batch_probe` (the figure NOTES.md gives for coalesced scans) runs, and
+    each of its script calls allocated what it was asked to."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.batch_probe", "--scans", "2000", "--rounds", "1",
+         "--batch", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    labels = [line.split("  ")[0] for line in proc.stdout.splitlines()]
+    assert labels == ["scan.lua", "batch of 4"], proc.stdout
+    assert all("us of Redis per scan" in line for line in proc.stdout.splitlines())
