@@ -182,6 +182,16 @@ async def test_sticky_rescan_returns_same_group_without_consuming(core: Core) ->
     assert 7 * 24 * 3600 - 5 <= ttl <= 7 * 24 * 3600
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+async def test_sticky_record_lives_as_long_as_the_pool_says(core: Core, fresh: bool) -> None:
+    """The pool's sticky_ttl_s, not the default, is the sticky record's TTL, for a visitor id
+    made by this request and for one that came with a cookie."""
+    await seed(core.store, sticky_ttl_s=600)
+    v = visitor()
+    assert (await core.allocator.scan("pool-a", v, fresh=fresh)).outcome == "new"
+    assert 595 <= await core.redis.ttl(keys.sticky("pool-a", v)) <= 600
+
+
 async def test_sticky_visitor_gets_new_group_when_theirs_is_disabled(core: Core) -> None:
     await seed(core.store, groups=[{"capacity": 5}, {"capacity": 5}])
     v = visitor()
