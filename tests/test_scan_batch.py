@@ -1,0 +1,187 @@
+"""scan.lua's batch form: new visitors' scans of one pool in one call, as the scan path gathers
+them. A batch makes every pick in memory before its first write, so it must end exactly where
+the same scans one by one would: the same replies and the same stored state, for every strategy,
+with groups filling, expiring and rotating mid-batch, and the stats hash at its field cap."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.allocator import scripts
+from app.allocator.engine import decide
+from app.schemas import Fallback, GroupCreate, PoolCreate
+from app.store import keys
+from tests.helpers import Core, counts, open_core, seed
+
+STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+CHANNELS = ["", "", "", "poster", "ad", "post"]
+
+
+@pytest.fixture
+async def core(redis_url: str) -> Core:  # type: ignore[misc]
+    async with open_core(redis_url) as c:
+        yield c
+
+
+def _text(reply: Any) -> Any:
+    if isinstance(reply, list):
+        return [_text(x) for x in reply]
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+class Scans:
+    """scan.lua called directly: one by one, or as one batch."""
+
+    def __init__(self, core: Core) -> None:
+        self.r = core.redis
+        self.script = core.redis.register_script(
+            scripts.source("scan", shebang=core.store.shebang))
+
+    async def one(self, pool_id: str, vid: str, ch: str = "") -> Any:
+        p = keys.prefix(pool_id)
+        return _text(await self.script(keys=[p + "pool", p + "v:" + vid], args=[p, vid, ch, "n"]))
+
+    async def batch(self, pool_id: str, scans: list[tuple[str, str]]) -> Any:
+        p = keys.prefix(pool_id)
+        (v1, ch1), rest = scans[0], scans[1:]
+        args = [p, v1, ch1, "b"] + [x for v, ch in rest for x in (v, ch)]
+        return _text(await self.script(keys=[p + "pool"] + [p + "v:" + v for v, _ in scans],
+                                       args=args))
+
+
+async def pool_state(core: Core, pool_id: str) -> dict[str, Any]:
+    """Every key of the pool, its name and values with the pool id taken out; a sticky key's
+    TTL as present or not; the pool's creation time left out."""
+    p = keys.prefix(pool_id)
+    out: dict[str, Any] = {}
+    async for raw in core.redis.scan_iter(match=p.replace("{", "[{]").replace("}", "[}]") + "*"):
+        name = raw.decode()[len(p):]
+        kind = (await core.redis.type(raw)).decode()
+        if kind == "string":
+            value: Any = (await core.redis.get(raw), await core.redis.ttl(raw) > 0)
+        elif kind == "hash":
+            value = {k: v for k, v in (await core.redis.hgetall(raw)).items()}
+        elif kind == "zset":
+            value = await core.redis.zrange(raw, 0, -1, withscores=True)
+        else:
+            value = kind
+        out[name] = _text(value) if not isinstance(value, dict) else {
+            k.decode(): v.decode().replace(pool_id, "<pool>") for k, v in value.items()
+            if k != b"created"}  # when the twin was made
+    return out
+
+
+def visitor_ids(rng: random.Random, n: int) -> list[str]:
+    return ["".join(rng.choice(B64) for _ in range(22)) for _ in range(n)]
+
+
+async def twin_pools(core: Core, rng: random.Random, strategy: str) -> None:
+    """pool-a (for batches) and pool-b (one by one), alike: groups with small capacities so
+    that several fill within one batch, some weights, one disabled, one that has expired,
+    ids that sort differently as bytes and as numbers ('g10' < 'g2') or with a hyphen."""
+    ids = ["g1", "g2", "g10", "a-b", "ab", "a-c", "g3", "g11"][: rng.randint(4, 8)]
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    groups = []
+    for i, gid in enumerate(ids):
+        g: dict[str, Any] = {"id": gid, "url": f"https://chat.example.com/{gid}",
+                             "capacity": rng.randint(1, 6), "weight": rng.randint(1, 5)}
+        if i == 1:
+            g["expires_at"] = soon
+        elif i == 2 and rng.random() < 0.5:
+            g["enabled"] = False
+        elif rng.random() < 0.3:
+            g["expires_at"] = datetime.now(UTC) + timedelta(days=3)
+        groups.append(GroupCreate(**g))
+    for pool_id in ("pool-a", "pool-b"):
+        await core.store.create_pool(PoolCreate(id=pool_id, name="Twin", strategy=strategy,
+                                                fallback=Fallback(message="Full")))
+        await core.store.add_groups(pool_id, groups)
+    await asyncio.sleep(0.35)  # the group expiring soon has expired: a batch purges it
+
+
+@pytest.mark.parametrize("seed_n", range(6))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_a_batch_ends_where_the_same_scans_one_by_one_would(
+    core: Core, strategy: str, seed_n: int
+) -> None:
+    rng = random.Random(f"{strategy}-{seed_n}")
+    await twin_pools(core, rng, strategy)
+    run = Scans(core)
+    sizes = Counter[str]()
+    for _ in range(8):  # until the pool is full, and past it
+        scans = list(zip(visitor_ids(rng, rng.randint(1, 9)),
+                         (rng.choice(CHANNELS) for _ in range(9)), strict=False))
+        got = await run.batch("pool-a", scans) if len(scans) > 1 else [
+            await run.one("pool-a", *scans[0])]
+        want = [await run.one("pool-b", v, ch) for v, ch in scans]
+        assert got == want, (strategy, scans)
+        assert await pool_state(core, "pool-a") == await pool_state(core, "pool-b")
+        sizes.update(r[0] for r in got)
+    assert sizes["new"] > 0 and sizes["fallback"] > 0, sizes  # the pool filled up on the way
+
+
+async def test_the_stats_field_cap_counts_fields_made_earlier_in_the_batch(core: Core) -> None:
+    """The stats hash keeps at most 256 fields; past that, a new channel counts as '~other'.
+    Fields that earlier scans of the same batch add ('new', a channel) count."""
+    run = Scans(core)
+    for pool_id in ("pool-a", "pool-b"):
+        await seed(core.store, pool_id, groups=[{"capacity": 10}], name="Twin")
+        await core.redis.hset(keys.stats(pool_id), mapping={f"n:old{i}": 1 for i in range(253)})
+    scans = list(zip(visitor_ids(random.Random(7), 6), ["", "c1", "c2", "c3", "c1", "c4"],
+                     strict=True))
+    got = await run.batch("pool-a", scans)
+    assert got == [await run.one("pool-b", v, ch) for v, ch in scans]
+    stats = {k.decode(): int(v) for k, v in (await core.redis.hgetall(keys.stats("pool-a"))).items()
+             if not k.startswith(b"n:old")}
+    # 253 + new + n:c1 + n:c2 = 256 fields: c3 and c4 are ~other
+    assert stats == {"new": 1, "n:c1": 2, "n:c2": 1, "n:~other": 2}
+    assert await pool_state(core, "pool-a") == await pool_state(core, "pool-b")
+
+
+async def test_the_cap_lets_a_channel_in_while_there_is_room(core: Core) -> None:
+    run = Scans(core)
+    for pool_id in ("pool-a", "pool-b"):
+        await seed(core.store, pool_id, groups=[{"capacity": 50}], name="Twin")
+        await core.redis.hset(keys.stats(pool_id), mapping={f"n:old{i}": 1 for i in range(254)})
+    scans = list(zip(visitor_ids(random.Random(3), 5), ["a", "b", "a", "c", "b"], strict=True))
+    got = await run.batch("pool-a", scans)
+    assert got == [await run.one("pool-b", v, ch) for v, ch in scans]
+    stats = await core.store.stats("pool-a")
+    assert (stats.get("n:a"), stats.get("n:b"), stats.get("n:c"), stats.get("n:~other")) == (
+        2, 2, None, 1)
+
+
+async def test_the_same_visitor_twice_in_a_batch_counts_once(core: Core) -> None:
+    await seed(core.store, groups=[{"capacity": 2}, {"capacity": 2}])
+    run = Scans(core)
+    v, w = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    got = await run.batch("pool-a", [(v, ""), (w, ""), (v, "poster")])
+    assert [r[:2] for r in got] == [["new", "g1"], ["new", "g1"], ["sticky", "g1"]]
+    assert await counts(core.redis) == {"g1": 2, "g2": 0}
+    assert (await core.store.stats("pool-a"))["new"] == 2
+    # and the record is the one a re-scan with the cookie finds
+    assert (await core.allocator.scan("pool-a", v)).outcome == "sticky"
+
+
+@pytest.mark.parametrize("state", ["unknown", "paused", "ended"])
+async def test_a_closed_or_unknown_pool_answers_every_scan_of_a_batch(
+    core: Core, state: str
+) -> None:
+    if state == "paused":
+        await seed(core.store, status="paused")
+    elif state == "ended":
+        await seed(core.store, valid_until=datetime.now(UTC) + timedelta(milliseconds=200))
+        await asyncio.sleep(0.25)
+    before = await pool_state(core, "pool-a")
+    scans = [(secrets.token_urlsafe(16), "") for _ in range(3)]
+    got = await Scans(core).batch("pool-a", scans)
+    assert [decide([x.encode() for x in r]).outcome for r in got] == [state] * 3
+    assert await pool_state(core, "pool-a") == before
