@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 import uvloop
@@ -374,6 +375,305 @@ async def test_overload_rejects_without_writing(make_redis: Callable[..., RedisP
 @pytest.mark.slow
 async def test_killed_server_then_restart(make_redis: Callable[..., RedisProcess]) -> None:
     await kill_scenario(make_redis(appendonly=False))
+
+
+# ---------------------------------------------------------------- gathered EVALSHA
+
+# INCRs KEYS[1] once per item. More than one: a list of {tag, count}, one per item, in order.
+# One (the single form): a list of one string, "tag:count", which the client must not unwrap.
+GATHER = Script.from_source("""
+if ARGV[1] == 'one' then
+  return {ARGV[2] .. ':' .. redis.call('INCR', KEYS[1])}
+end
+local out = {}
+for i = 2, #ARGV do
+  out[#out + 1] = {ARGV[i], redis.call('INCR', KEYS[1])}
+end
+return out
+""")
+
+
+def gather_pack(key: Any, items: list[Any]) -> bytes:
+    mode = b"one" if len(items) == 1 else b"many"
+    packed: bytes = hiredis.pack_command((b"EVALSHA", GATHER.sha, 1, key, mode, *items))
+    return packed
+
+
+def recording_pack(log: list[tuple[Any, list[Any]]]) -> fastredis.Packer:
+    def pack(key: Any, items: list[Any]) -> bytes:
+        log.append((key, list(items)))
+        return gather_pack(key, items)
+
+    return pack
+
+
+def gathered(c: PipelinedRedis, key: str, tags: list[str], pack: fastredis.Packer = gather_pack,
+             timeout: float = 2) -> list[asyncio.Future[Any]]:
+    """Queue one gathered call per tag, all in the current loop turn."""
+    return [c.evalsha_gathered(GATHER, pack, key, tag, timeout) for tag in tags]
+
+
+def many(tags: list[str], first: int = 1) -> list[list[Any]]:
+    """The replies of gathered calls: each its own tag and the count its INCR made."""
+    return [[t.encode(), n] for n, t in enumerate(tags, start=first)]
+
+
+def script_calls(sync: redis.Redis) -> tuple[int, int]:
+    """(EVALSHA, EVAL) calls since the last CONFIG RESETSTAT."""
+    stats = sync.info("commandstats")
+    return tuple(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval"))
+
+
+async def in_task(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+async def test_gathered_calls_share_evalshas(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    sync_redis.script_load(GATHER.body)
+    await client.execute("PING", timeout=1)
+    sync_redis.config_resetstat()
+    log: list[tuple[Any, list[Any]]] = []
+    tags = [f"t{i}" for i in range(40)]
+    writes = client.write_count
+    replies = await asyncio.gather(*gathered(client, "g", tags, recording_pack(log)))
+    assert replies == many(tags)  # every caller got its own element, in order
+    calls = math.ceil(40 / fastredis._FLUSH_AT)
+    step = fastredis._FLUSH_AT  # a write, and so a seal, every _FLUSH_AT calls
+    assert [items for _, items in log] == [tags[i : i + step] for i in range(0, 40, step)]
+    assert client.write_count - writes == calls == len(log)
+    assert script_calls(sync_redis) == (calls, 0)
+    assert sync_redis.get("g") == b"40"
+
+
+async def test_gathered_calls_never_merge_keys(
+    client: PipelinedRedis, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastredis, "_FLUSH_AT", 16)  # writes of 16: every key twice or more
+    sync_redis.script_load(GATHER.body)
+    await client.execute("PING", timeout=1)
+    sync_redis.config_resetstat()
+    log: list[tuple[Any, list[Any]]] = []
+    pack = recording_pack(log)
+    keys = ["a", "b", "c"]
+    tags = {k: [f"{k}{i}" for i in range(10)] for k in keys}
+    calls = [(k, tags[k][i]) for i in range(10) for k in keys]  # a0 b0 c0 a1 b1 c1 ...
+    futs: dict[str, list[asyncio.Future[Any]]] = {k: [] for k in keys}
+    for k, tag in calls:
+        futs[k] += gathered(client, k, [tag], pack)
+    for k in keys:
+        assert await asyncio.gather(*futs[k]) == many(tags[k])
+        assert sync_redis.get(k) == b"10"
+    # Each write (every _FLUSH_AT calls) holds one EVALSHA per key, with that key's items only.
+    expected: list[tuple[Any, list[Any]]] = []
+    for start in range(0, len(calls), fastredis._FLUSH_AT):
+        chunk = calls[start : start + fastredis._FLUSH_AT]
+        order = dict.fromkeys(k for k, _ in chunk)  # sealed in order of first call
+        expected += [(k, [t for kk, t in chunk if kk == k]) for k in order]
+    assert log == expected
+    assert script_calls(sync_redis) == (len(expected), 0)
+
+
+async def test_gathered_single_call_gets_its_plain_reply(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    log: list[tuple[Any, list[Any]]] = []
+    pack = recording_pack(log)
+    assert await client.evalsha_gathered(GATHER, pack, "s", "solo", 1) == [b"solo:1"]
+    # One call alone next to a gathering of three: the single form, its reply as is.
+    [alone] = gathered(client, "s", ["again"], pack)
+    trio = gathered(client, "t", ["x", "y", "z"], pack)
+    assert await alone == [b"again:2"]
+    assert await asyncio.gather(*trio) == many(["x", "y", "z"])
+    assert log == [("s", ["solo"]), ("s", ["again"]), ("t", ["x", "y", "z"])]
+    assert sync_redis.mget("s", "t") == [b"2", b"3"]
+
+
+async def test_gathered_calls_keep_order_with_other_commands(
+    client: PipelinedRedis, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastredis, "_FLUSH_AT", 16)  # the 8 calls below fit in one write
+    sync_redis.script_load(GATHER.body)
+    await client.execute("PING", timeout=1)
+    sync_redis.config_resetstat()
+    writes = client.write_count
+    # Five tasks that run in this order in one loop turn, before its write.
+    tasks = [
+        asyncio.ensure_future(client.execute("GET", "o", timeout=1)),
+        asyncio.ensure_future(in_task(lambda: gathered(client, "o", ["a", "b", "c"]))),
+        asyncio.ensure_future(client.execute("GET", "o", timeout=1)),
+        asyncio.ensure_future(in_task(lambda: gathered(client, "o", ["d", "e"]))),
+        asyncio.ensure_future(client.execute("GET", "o", timeout=1)),
+    ]
+    before, first, middle, second, after = await asyncio.gather(*tasks)
+    assert before is None
+    assert await asyncio.gather(*first) == many(["a", "b", "c"])
+    assert middle == b"3"  # queued after the first gathering: sealed ahead of it
+    assert await asyncio.gather(*second) == many(["d", "e"], first=4)
+    assert after == b"5"
+    assert client.write_count - writes == 1  # all of it in one write
+    assert script_calls(sync_redis) == (2, 0)  # the GET split the calls into two gatherings
+
+
+async def test_gathered_calls_survive_script_flush(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    assert await client.evalsha_gathered(GATHER, gather_pack, "f", "warm", 1) == [b"warm:1"]
+    sync_redis.script_flush()
+    sync_redis.config_resetstat()
+    tags = [f"t{i}" for i in range(40)]
+    assert await asyncio.gather(*gathered(client, "f", tags)) == many(tags, first=2)
+    calls = math.ceil(40 / fastredis._FLUSH_AT)
+    assert script_calls(sync_redis) == (calls, calls)  # each NOSCRIPT resent once as EVAL
+    assert sync_redis.get("f") == b"41"  # each call ran exactly once
+    sync_redis.script_flush()  # one call alone: the single form resent
+    assert await client.evalsha_gathered(GATHER, gather_pack, "f", "solo", 1) == [b"solo:42"]
+    assert sync_redis.script_exists(GATHER.sha.decode()) == [True]
+
+
+async def test_gathered_error_reply_reaches_every_call(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    sync_redis.mset({"bad": "abc", "bad2": "abc"})  # INCR fails inside the script
+    bad = gathered(client, "bad", ["a", "b", "c", "d"])
+    good = gathered(client, "good", ["x", "y"])
+    [alone] = gathered(client, "bad2", ["z"])
+    replies = await asyncio.gather(*bad, alone)
+    assert len({id(r) for r in replies[:4]}) == 1  # the one error, given to each
+    for r in replies:
+        assert isinstance(r, hiredis.ReplyError) and "not an integer" in str(r), r
+    assert await asyncio.gather(*good) == many(["x", "y"])  # neighbours unaffected
+    assert await client.execute("ECHO", "aligned", timeout=1) == b"aligned"
+    assert sync_redis.mget("bad", "good") == [b"abc", b"2"]
+
+
+async def test_gathered_calls_time_out_on_paused_server(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    sync_redis.script_load(GATHER.body)  # so that the timed-out calls do run after the pause
+    await client.execute("PING", timeout=1)
+    sync_redis.client_pause(600, all=True)
+    t0 = time.monotonic()
+    futs = gathered(client, "p", [f"t{i}" for i in range(20)], timeout=0.2)
+    futs += gathered(client, "q", ["u", "v"], timeout=0.2)
+    outcomes = await asyncio.gather(*futs, return_exceptions=True)
+    elapsed = time.monotonic() - t0
+    assert all(isinstance(o, RedisUnavailable) and str(o) == "timeout" for o in outcomes)
+    assert 0.18 <= elapsed < 0.5, elapsed
+    await wait_until_works(client)  # the pause ends; the stale replies are discarded
+    assert is_connected(client)
+    tags = ["w", "x", "y"]
+    assert await asyncio.gather(*gathered(client, "p", tags)) == many(tags, first=21)
+    assert sync_redis.mget("p", "q") == [b"23", b"2"]  # a timeout is an unknown outcome
+
+
+async def test_gathered_calls_fail_on_connection_loss_then_recover(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    await client.execute("PING", timeout=1)
+    blocker = asyncio.ensure_future(client.execute("BLPOP", "nothing", 5, timeout=10))
+    await asyncio.sleep(0.05)
+    futs = gathered(client, "k", [f"t{i}" for i in range(20)], timeout=5)
+    await asyncio.sleep(0.05)  # written, queued behind the BLPOP in Redis
+    connections = sync_redis.info("stats")["total_connections_received"]
+    t0 = time.monotonic()
+    assert sync_redis.client_kill_filter(_type="normal", skipme=True) >= 1
+    outcomes = await asyncio.gather(blocker, *futs, return_exceptions=True)
+    assert all(isinstance(o, RedisUnavailable) and "lost" in str(o) for o in outcomes), outcomes
+    assert time.monotonic() - t0 < 1.0
+    assert sync_redis.get("k") is None  # never ran
+    tags = ["a", "b", "c"]
+    assert await asyncio.gather(*gathered(client, "k", tags)) == many(tags)
+    assert sync_redis.info("stats")["total_connections_received"] == connections + 1
+    # Calls not sealed yet (no write since) fail too when the connection goes.
+    unsealed = gathered(client, "k", ["d", "e"])
+    await client.close()
+    async with asyncio.timeout(1):  # never sealed: no deadline would end them
+        outcomes = await asyncio.gather(*unsealed, return_exceptions=True)
+    assert all(isinstance(o, RedisUnavailable) and "closed" in str(o) for o in outcomes)
+    assert sync_redis.get("k") == b"3"
+
+
+async def test_gathered_first_call_on_a_new_client(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    assert not is_connected(client)
+    log: list[tuple[Any, list[Any]]] = []
+    pack = recording_pack(log)
+    tags = [f"t{i}" for i in range(20)]
+    first = gathered(client, "n", tags, pack)  # queued while connecting
+    other = gathered(client, "m", ["x", "y"], pack)
+    assert await asyncio.gather(*first) == many(tags)
+    assert await asyncio.gather(*other) == many(["x", "y"])
+    assert is_connected(client)
+    assert [t for key, items in log if key == "n" for t in items] == tags
+    assert sync_redis.mget("n", "m") == [b"20", b"2"]
+
+
+async def test_gathered_calls_of_other_scripts_or_packers_are_never_merged(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    other = Script.from_source(GATHER.body.decode() + "\n-- the same, another sha\n")
+
+    def other_pack(key: Any, items: list[Any]) -> bytes:
+        mode = b"one" if len(items) == 1 else b"many"
+        return bytes(hiredis.pack_command((b"EVALSHA", other.sha, 1, key, mode, *items)))
+
+    log: list[tuple[Any, list[Any]]] = []
+    futs = gathered(client, "k", ["a1", "a2"], recording_pack(log))
+    futs += [client.evalsha_gathered(other, other_pack, "k", t, 2) for t in ("b1", "b2")]
+    futs += gathered(client, "k", ["a3"], gather_pack)  # same script, another packer
+    replies = await asyncio.gather(*futs)
+    assert replies[:2] == [[b"a1", 1], [b"a2", 2]] and log == [("k", ["a1", "a2"])]
+    assert replies[2:4] == [[b"b1", 3], [b"b2", 4]]
+    assert replies[4] == [b"a3:5"]  # alone: the single form
+
+
+async def test_a_gathered_call_keeps_its_own_shorter_deadline(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    await client.execute("PING", timeout=1)
+    sync_redis.client_pause(500, all=True)
+    t0 = time.monotonic()
+    slow = client.evalsha_gathered(GATHER, gather_pack, "d", "slow", 3)
+    fast = client.evalsha_gathered(GATHER, gather_pack, "d", "fast", 0.1)
+    with pytest.raises(RedisUnavailable, match="timeout"):
+        await fast
+    assert time.monotonic() - t0 < 0.4  # not held to the first call's 3 s
+    assert not slow.done() or isinstance(slow.exception(), RedisUnavailable)
+    await asyncio.gather(slow, return_exceptions=True)
+
+
+async def test_a_packer_that_raises_fails_only_its_own_calls(
+    client: PipelinedRedis, sync_redis: redis.Redis
+) -> None:
+    def broken(key: Any, items: list[Any]) -> bytes:
+        raise ValueError("cannot pack")
+
+    good = gathered(client, "ok", ["a", "b"])
+    bad = [client.evalsha_gathered(GATHER, broken, "bad", t, 2) for t in ("x", "y")]
+    after = gathered(client, "ok2", ["c", "d"])
+    async with asyncio.timeout(2):
+        outcomes = await asyncio.gather(*good, *bad, *after, return_exceptions=True)
+    assert outcomes[:2] == many(["a", "b"]) and outcomes[4:] == many(["c", "d"])
+    assert all(isinstance(o, ValueError) for o in outcomes[2:4]), outcomes
+    assert await client.execute("ECHO", "still aligned", timeout=1) == b"still aligned"
+    assert sync_redis.mget("ok", "bad", "ok2") == [b"2", None, b"2"]
+
+
+async def test_max_inflight_counts_every_gathered_call(redis_url: str) -> None:
+    c = PipelinedRedis.from_url(redis_url, max_inflight=10)
+    try:
+        futs = gathered(c, "m", [f"t{i}" for i in range(10)])
+        with pytest.raises(RedisUnavailable, match="overloaded"):
+            c.evalsha_gathered(GATHER, gather_pack, "m", "one too many", 2)
+        with pytest.raises(RedisUnavailable, match="overloaded"):
+            await c.execute("PING", timeout=1)
+        assert len(await asyncio.gather(*futs)) == 10
+        assert await c.execute("PING", timeout=1) == b"PONG"  # room again once answered
+    finally:
+        await c.close()
 
 
 # ---------------------------------------------------------------- AUTH / SELECT / unix socket

@@ -4,6 +4,8 @@ One connection per client. Every command issued during one event-loop turn goes 
 `transport.write`; replies resolve the pending futures in FIFO order. Failures are reported as
 `RedisUnavailable` (outcome unknown or not executed) or `RedisReplyError` (the server said no).
 Nothing is retried except EVALSHA -> EVAL after NOSCRIPT, which is safe: the script did not run.
+Calls of one script that share a key and are queued before the same write can be gathered into
+one EVALSHA (`evalsha_gathered`): the scan path sends one script call per pool per write.
 
 RESP2 request/reply commands only: no SUBSCRIBE, MONITOR or CLIENT REPLY, and avoid blocking
 commands (BLPOP...), which would hold up every call queued behind them on the shared connection.
@@ -64,6 +66,45 @@ class Script:
 
 
 _Retry = tuple[Script, bytes]  # a script and its packed EVALSHA, to send as EVAL on NOSCRIPT
+# Packs one EVALSHA for a gathering's key and items; for one item, that call alone, whose reply
+# is that item's own. For more, the reply must be a list with one element per item, in order.
+Packer = Callable[[Any, list[Any]], bytes]
+
+
+class _Gathering:
+    """Calls gathered into one EVALSHA, queued like one call: it answers to `done`,
+    `set_result` and `set_exception` as a future does, for all of its calls. It gives up at
+    the earliest of their deadlines."""
+
+    __slots__ = ("deadline", "futs", "items", "key", "pack", "script")
+
+    def __init__(self, script: Script, pack: Packer, key: Any, deadline: float) -> None:
+        self.script, self.pack, self.key, self.deadline = script, pack, key, deadline
+        self.items: list[Any] = []
+        self.futs: list[asyncio.Future[Any]] = []
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futs)
+
+    def set_result(self, reply: Any) -> None:
+        futs = self.futs
+        if len(futs) == 1:
+            if not futs[0].done():
+                futs[0].set_result(reply)
+            return
+        ok = type(reply) is list and len(reply) == len(futs)
+        for i, fut in enumerate(futs):
+            if not fut.done():
+                # an error reply (or a malformed one) is every call's answer
+                fut.set_result(reply[i] if ok else reply)
+
+    def set_exception(self, exc: BaseException) -> None:
+        for fut in self.futs:
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+_Waiter = asyncio.Future[Any] | _Gathering
 
 
 def bulk(value: bytes) -> bytes:
@@ -89,12 +130,14 @@ class _Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.pending: deque[_Waiter] = deque()
+        self.calls = 0  # callers waiting on `pending` and `gathering` (max_inflight)
         self.deadlines: deque[float] = deque()  # loop time by which each pending call gives up
         self.retries: deque[_Retry | None] = deque()  # an EVALSHA's script, to EVAL on NOSCRIPT
         self.sweep_at: float | None = None
         self.sweep_handle: asyncio.TimerHandle | None = None
         self.buf = bytearray()  # user commands not yet written
+        self.gathering: dict[Any, _Gathering] = {}  # gathered calls not yet packed into buf
         self.handshake = handshake  # AUTH/SELECT, written first and alone
         self.handshake_left = handshake_n
         self.ready = False  # transport up and handshake accepted: user commands may be written
@@ -159,6 +202,7 @@ class _Connection(asyncio.Protocol):
             fut = pending.popleft()
             deadline = self.deadlines.popleft()
             retry = self.retries.popleft()
+            self.calls -= len(fut.futs) if type(fut) is _Gathering else 1
             if fut.done():  # a timed-out or cancelled call: discard its reply
                 continue
             if (retry is not None and type(reply) is _ReplyError
@@ -167,11 +211,12 @@ class _Connection(asyncio.Protocol):
                 continue
             fut.set_result(reply)
 
-    def resend_as_eval(self, fut: asyncio.Future[Any], deadline: float, retry: _Retry) -> None:
+    def resend_as_eval(self, fut: _Waiter, deadline: float, retry: _Retry) -> None:
         """NOSCRIPT (a restart, a failover, SCRIPT FLUSH): the script did not run, so send its
         body with EVAL for the same future and deadline. Replies stay in order: the EVAL goes
         to the back of the queue, like any new command."""
         script, evalsha = retry
+        self.calls += len(fut.futs) if type(fut) is _Gathering else 1
         self.pending.append(fut)
         self.deadlines.append(deadline)
         self.retries.append(None)
@@ -190,12 +235,35 @@ class _Connection(asyncio.Protocol):
         self.flush_scheduled = True
         self.loop.call_soon(self.flush)
 
+    def seal(self) -> None:
+        """Pack the gathered calls into the buffer, each gathering queued as one call. Done
+        before any other command is queued, so the buffer's order stays the queue's."""
+        gathered, self.gathering = self.gathering, {}
+        for g in gathered.values():
+            try:
+                packed = g.pack(g.key, g.items)
+            except Exception as e:  # a bug in the caller's packer: its calls fail, not others
+                self.calls -= len(g.futs)
+                g.set_exception(e)
+                continue
+            self.buf += packed
+            if not self.pending:
+                self.progress_at = self.loop.time()
+            self.pending.append(g)
+            self.deadlines.append(g.deadline)
+            self.retries.append((g.script, packed))
+            if self.sweep_at is None or g.deadline < self.sweep_at:
+                self.watch(g.deadline)
+
     def flush(self) -> None:
         self.flush_scheduled = False
+        if self.gathering:
+            self.seal()
         transport = self.transport
         if transport is not None and self.buf and self.ready:
             if self.wait_fut is not None:
                 self.buf += self.wait_command
+                self.calls += 1
                 self.pending.append(self.wait_fut)
                 self.deadlines.append(self.wait_deadline)
                 self.retries.append(None)
@@ -247,6 +315,10 @@ class _Connection(asyncio.Protocol):
             self.sweep_at = self.sweep_handle = None
         self.deadlines.clear()
         self.retries.clear()
+        gathered, self.gathering = list(self.gathering.values()), {}
+        self.calls = 0
+        for g in gathered:
+            g.set_exception(RedisUnavailable(message))
         pending = self.pending
         while pending:
             fut = pending.popleft()
@@ -350,6 +422,36 @@ class PipelinedRedis:
         """evalsha_raw for an EVALSHA of `script` that the caller packed (see `bulk`)."""
         return self._send(packed, timeout, (script, packed))
 
+    def evalsha_gathered(self, script: Script, pack: Packer, key: Any, item: Any,
+                         timeout: float) -> asyncio.Future[Any]:
+        """One call of `script` for `item`, gathered with the other calls of `script` and `pack`
+        for the same `key` that are queued before the next write into one EVALSHA that `pack`
+        makes. The future resolves to this item's part of the reply (errors as values). Not
+        for WAIT mode."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._connect()
+        if conn.calls >= self.max_inflight:
+            conn.check_stall()
+            raise RedisUnavailable("overloaded")
+        loop = conn.loop
+        fut = loop.create_future()
+        deadline = loop.time() + timeout
+        g = conn.gathering.get((script.sha, pack, key))
+        if g is None:
+            g = conn.gathering[script.sha, pack, key] = _Gathering(script, pack, key, deadline)
+        elif deadline < g.deadline:
+            g.deadline = deadline
+        g.items.append(item)
+        g.futs.append(fut)
+        conn.calls += 1
+        conn.nbuf += 1
+        if conn.nbuf >= _FLUSH_AT and conn.ready:
+            conn.flush()
+        elif not conn.flush_scheduled:
+            conn.schedule_flush()  # also when not connected yet: the gathering is sealed
+        return fut
+
     async def _evalsha_replicated(self, script: Script, keys: Sequence[bytes | str],
                                   args: Sequence[Arg], timeout: float) -> Any:  # noqa: ASYNC109
         started = asyncio.get_running_loop().time()
@@ -388,8 +490,10 @@ class PipelinedRedis:
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._connect()
+        if conn.gathering:
+            conn.seal()
         pending = conn.pending
-        if len(pending) >= self.max_inflight:
+        if conn.calls >= self.max_inflight:
             conn.check_stall()
             raise RedisUnavailable("overloaded")
         loop = conn.loop
@@ -398,6 +502,7 @@ class PipelinedRedis:
         if not pending:
             conn.progress_at = deadline - timeout
         pending.append(fut)
+        conn.calls += 1
         conn.deadlines.append(deadline)
         conn.retries.append(retry)
         if conn.sweep_at is None or deadline < conn.sweep_at:
