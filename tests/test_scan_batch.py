@@ -185,3 +185,18 @@ async def test_a_closed_or_unknown_pool_answers_every_scan_of_a_batch(
     got = await Scans(core).batch("pool-a", scans)
     assert [decide([x.encode() for x in r]).outcome for r in got] == [state] * 3
     assert await pool_state(core, "pool-a") == before
+
+
+async def test_gathered_scans_fill_exactly_under_concurrency(core: Core) -> None:
+    """2,000 concurrent new visitors through the allocator, which gathers a pool's scans into
+    batches: exactly 200 per group, the rest fallbacks, and far fewer script calls than scans."""
+    await seed(core.store, groups=[{"capacity": 200}] * 3)
+    await core.redis.config_resetstat()
+    replies = await asyncio.gather(*(
+        core.allocator.submit("pool-a", secrets.token_urlsafe(16), fresh=True)
+        for _ in range(2000)))
+    outcomes = Counter(decide(r).group_id or decide(r).outcome for r in replies)
+    assert outcomes == {"g1": 200, "g2": 200, "g3": 200, "fallback": 1400}
+    assert await counts(core.redis) == {"g1": 200, "g2": 200, "g3": 200}
+    calls = int((await core.redis.info("commandstats"))["cmdstat_evalsha"]["calls"])
+    assert calls <= 2000 / 8, calls

@@ -28,27 +28,45 @@ class Decision:
 
 
 class _ScanCommands:
-    """scan.lua's EVALSHA for the common call (no channel, no rate limit), packed by hand:
-    hiredis.pack_command takes ~1.6 us for it, this ~0.5 (bench/NOTES.md). Everything but the
-    visitor id is built once per pool; visitor ids are always 22 characters (VISITOR_ID_RE)."""
+    """scan.lua's EVALSHA for the common calls (no rate limit), packed by hand:
+    hiredis.pack_command takes ~1.6 us for one, this ~0.5 (bench/NOTES.md). Everything but the
+    visitor ids and channels is built once per pool; visitor ids are always 22 characters
+    (VISITOR_ID_RE)."""
 
     def __init__(self, sha: bytes) -> None:
         self.sha = sha
         self.parts = lru_cache(maxsize=4096)(self._parts)
 
-    def _parts(self, pool_id: str) -> tuple[bytes, bytes]:
+    def _parts(self, pool_id: str) -> tuple[bytes, bytes, bytes, bytes]:
         p = keys.prefix(pool_id).encode()
-        before = (b"*9\r\n$7\r\nEVALSHA\r\n" + bulk(self.sha) + bulk(b"2") + bulk(p + b"pool")
-                  + b"$%d\r\n" % (len(p) + 24) + p + b"v:")
-        return before, b"\r\n" + bulk(p) + b"$22\r\n"
+        pool_key, prefix = bulk(p + b"pool"), bulk(p)
+        sticky = b"$%d\r\n" % (len(p) + 24) + p + b"v:"  # + visitor id + CRLF
+        before = b"*9\r\n$7\r\nEVALSHA\r\n" + bulk(self.sha) + bulk(b"2") + pool_key + sticky
+        return before, pool_key, sticky, prefix
 
     def __call__(self, pool_id: str, visitor_id: str, fresh: bool) -> bytes:
-        before, between = self.parts(pool_id)
+        """One scan without a channel."""
+        before, _, _, prefix = self.parts(pool_id)
         v = visitor_id.encode()
-        return before + v + between + v + (_FRESH if fresh else _KNOWN)
+        return before + v + b"\r\n" + prefix + b"$22\r\n" + v + (_FRESH if fresh else _KNOWN)
+
+    def batch(self, pool_id: str, items: list[tuple[bytes, bytes]]) -> bytes:
+        """New visitors' scans of one pool, (visitor id, channel) each: one scan alone, or
+        scan.lua's batch form, whose reply is a list of theirs."""
+        before, pool_key, sticky, prefix = self.parts(pool_id)
+        (v1, ch1), n = items[0], len(items)
+        if n == 1:
+            return before + v1 + b"\r\n" + prefix + b"$22\r\n" + v1 + b"\r\n" + bulk(ch1) + _N
+        return b"".join((
+            b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 * n + 6), bulk(self.sha), bulk(b"%d" % (n + 1)),
+            pool_key, *[sticky + v + b"\r\n" for v, _ in items],
+            prefix, b"$22\r\n", v1, b"\r\n", bulk(ch1), _B,
+            *[b"$22\r\n" + v + b"\r\n" + bulk(ch) for v, ch in items[1:]],
+        ))
 
 
-_FRESH = b"\r\n" + bulk(b"") + bulk(b"n")  # ARGV[3] channel, ARGV[4] mode
+_N, _B = bulk(b"n"), bulk(b"b")  # ARGV[4]: a new visitor; a batch of them
+_FRESH = b"\r\n" + bulk(b"") + _N  # ARGV[3] channel, ARGV[4] mode
 _KNOWN = b"\r\n" + bulk(b"") + bulk(b"")
 
 
@@ -66,6 +84,7 @@ class Allocator:
             client if isinstance(client, PipelinedRedis) and not client.wait_replicas else None
         )
         self._packed = _ScanCommands(self.script.sha)
+        self._batch = self._packed.batch
 
     def submit(
         self, pool_id: str, visitor_id: str, channel: str = "", client_ip: str = "",
@@ -75,9 +94,16 @@ class Allocator:
         RedisUnavailable / RedisReplyError. `fresh`: the visitor id was just made, so there is
         no sticky record to look up."""
         plain = self._plain
-        if plain is not None and not channel and not self.rate_limit and len(visitor_id) == 22:
-            packed = self._packed(pool_id, visitor_id, fresh)
-            return plain.evalsha_packed(self.script, packed, self.deadline_s)
+        if plain is not None and not self.rate_limit and len(visitor_id) == 22:
+            if fresh:
+                # New visitors' scans of a pool queued before the same write go out as one
+                # script call: Redis reads the pool once for all of them (bench/NOTES.md).
+                item = (visitor_id.encode(), channel.encode())
+                return plain.evalsha_gathered(self.script, self._batch, pool_id, item,
+                                              self.deadline_s)
+            if not channel:
+                packed = self._packed(pool_id, visitor_id, fresh)
+                return plain.evalsha_packed(self.script, packed, self.deadline_s)
         p = keys.prefix(pool_id)
         args: tuple[str | int, ...] = (p, visitor_id, channel, "n" if fresh else "")
         if self.rate_limit:

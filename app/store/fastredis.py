@@ -29,10 +29,12 @@ Arg = bytes | str | int | float
 
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 _ReplyError = hiredis.ReplyError
-# Write as soon as this many commands are buffered instead of waiting for the end of the loop
-# turn: Redis then starts on the first scripts while the loop is still parsing HTTP requests.
-# Batching a whole turn made the app and Redis take turns (17k scans/s); 4 gave 26k (bench/).
-_FLUSH_AT = 4
+# Write as soon as this many commands (or gathered calls) are buffered instead of waiting for the
+# end of the loop turn, so Redis starts on the first while the loop is still parsing requests.
+# One script call per command: 4 was best (whole turns made the app and Redis take turns).
+# With a pool's new scans gathered into one call, 16 was best: Redis and the worker both spend
+# less per scan, and p99 stayed under 2x the ceiling's (bench/NOTES.md).
+_FLUSH_AT = 16
 _RETRY_CONNECT_AFTER = 0.1  # seconds: fail fast instead of hammering a server that just refused us
 
 
