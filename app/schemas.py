@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -37,7 +38,15 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Time = Annotated[datetime, AfterValidator(_utc)]
+def _no_number(value: Any) -> Any:
+    """The schema says an RFC 3339 string: pydantic alone would also take a number, as Unix
+    seconds or milliseconds by its size, which a typo can turn into the wrong year."""
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_no_number), AfterValidator(_utc)]
 
 
 class _Model(BaseModel):
