@@ -430,12 +430,7 @@ class PipelinedRedis:
         for the same `key` that are queued before the next write into one EVALSHA that `pack`
         makes. The future resolves to this item's part of the reply (errors as values). Not
         for WAIT mode."""
-        conn = self._conn
-        if conn is None or conn.closed:
-            conn = self._connect()
-        if conn.calls >= self.max_inflight:
-            conn.check_stall()
-            raise RedisUnavailable("overloaded")
+        conn = self._open_with_room()
         loop = conn.loop
         fut = loop.create_future()
         deadline = loop.time() + timeout
@@ -486,18 +481,23 @@ class PipelinedRedis:
         wait_fut = conn.wait_fut
         return self._send(packed, timeout), wait_fut
 
-    def _send(self, packed: bytes, timeout: float,
-              retry: _Retry | None = None) -> asyncio.Future[Any]:
-        """Queue one packed command; the future resolves to its reply (errors as values)."""
+    def _open_with_room(self) -> _Connection:
+        """The connection (a new one if there is none), if it can take one more call."""
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._connect()
-        if conn.gathering:
-            conn.seal()
-        pending = conn.pending
         if conn.calls >= self.max_inflight:
             conn.check_stall()
             raise RedisUnavailable("overloaded")
+        return conn
+
+    def _send(self, packed: bytes, timeout: float,
+              retry: _Retry | None = None) -> asyncio.Future[Any]:
+        """Queue one packed command; the future resolves to its reply (errors as values)."""
+        conn = self._open_with_room()
+        if conn.gathering:
+            conn.seal()
+        pending = conn.pending
         loop = conn.loop
         fut = loop.create_future()
         deadline = loop.time() + timeout
