@@ -33,6 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from app.allocator.engine import Decision, decide
 from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpdate
 from app.store import keys
@@ -740,8 +741,11 @@ class PoolLifecycle(RuleBasedStateMachine):
             decision = self._unchanged(lambda: self.core.allocator.scan(pool.pid, vid))
             assert (decision.outcome, decision.group_id) == ("sticky", sticky.gid)
             return
+        self._new(pool, vid, self.run(self.core.allocator.scan(pool.pid, vid)))
+
+    def _new(self, pool: MPool, vid: str, decision: Decision) -> None:
+        """A scan that found no usable sticky group: where the model says, then in the model."""
         expected = pool.pick(vid)
-        decision = self.run(self.core.allocator.scan(pool.pid, vid))
         if expected is None:
             assert decision.outcome == "fallback", decision
             pool.fallback += 1
@@ -765,6 +769,29 @@ class PoolLifecycle(RuleBasedStateMachine):
             vid = urlsafe_b64encode(raw)[:22].decode()
             self._scan(pool, vid)
             self.visitors.append((pool.pid, vid))
+
+    @rule(data=st.data(), raws=st.lists(st.binary(min_size=16, max_size=16), min_size=2,
+                                         max_size=8, unique=True))
+    def scan_new_visitors_together(self, data: st.DataObject, raws: list[bytes]) -> None:
+        """Two to eight new visitors (no cookie) at once: the allocator gathers them into one
+        call of scan.lua's batch form, which must give each what the same scans one by one
+        would, in order."""
+        pool = self._pool(data)
+        vids = [urlsafe_b64encode(raw)[:22].decode() for raw in raws]
+        writes = self.core.fast.write_count
+
+        async def together() -> list[Decision]:
+            replies = await asyncio.gather(*(
+                self.core.allocator.submit(pool.pid, vid, fresh=True) for vid in vids))
+            return [decide(r) for r in replies]
+
+        if pool.paused:
+            assert {d.outcome for d in self._unchanged(together)} == {"paused"}
+        else:
+            for vid, decision in zip(vids, self.run(together()), strict=True):
+                self._new(pool, vid, decision)
+                self.visitors.append((pool.pid, vid))
+        assert self.core.fast.write_count == writes + 1  # one write, so one call for the pool
 
     @precondition(lambda self: bool(self.visitors))
     @rule(data=st.data())
