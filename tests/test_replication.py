@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from app.embedded import RedisProcess
 from app.store.fastredis import PipelinedRedis, RedisUnavailable, Script
@@ -85,4 +88,39 @@ async def test_wait_mode_survives_script_flush(make_redis: Callable[..., RedisPr
             r.script_flush()
         assert await client.evalsha(INCR, ["n"], [], timeout=1.0) == 2
     finally:
+        await client.close()
+
+
+async def test_wait_mode_failing_calls_leave_no_unretrieved_exception(
+    make_redis: Callable[..., RedisProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the script's reply fails first (here a timeout), the WAIT's failure, which no
+    caller then awaits, must not be left for asyncio to log as 'Future exception was never
+    retrieved' (the flag it logs from is Future._log_traceback)."""
+    server = make_redis(appendonly=False)
+    client = PipelinedRedis.from_url(server.url, wait_replicas=1, wait_ms=50)
+    waits: list[asyncio.Future[Any]] = []
+    send_waited = client._send_waited
+
+    def recording(packed: bytes, timeout: float) -> tuple[Any, asyncio.Future[Any]]:
+        fut, wait_fut = send_waited(packed, timeout)
+        waits.append(wait_fut)
+        return fut, wait_fut
+
+    monkeypatch.setattr(client, "_send_waited", recording)
+    try:
+        assert await client.execute("PING", timeout=1.0) == b"PONG"
+        server.pause()
+        results = await asyncio.gather(
+            *(client.evalsha(INCR, ["n"], [], timeout=0.2) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, RedisUnavailable) and "timeout" in str(r) for r in results)
+        await asyncio.sleep(0)
+        assert waits and all(w.done() for w in waits)
+        # the flag asyncio logs from; w.exception() here would clear it, so it is read first
+        assert [w._log_traceback for w in waits] == [False] * len(waits)  # type: ignore[attr-defined]
+        assert all(isinstance(w.exception(), RedisUnavailable) for w in waits)
+    finally:
+        server.resume()
         await client.close()

@@ -330,6 +330,11 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
 
+def _read_outcome(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class PipelinedRedis:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None,
                  password: str | None = None, username: str | None = None, db: int = 0,
@@ -476,6 +481,9 @@ class PipelinedRedis:
             conn = self._connect()
         if conn.wait_fut is None:
             conn.wait_fut = conn.loop.create_future()
+            # A caller whose script failed first never awaits this one: read its outcome here
+            # so asyncio does not log "Future exception was never retrieved".
+            conn.wait_fut.add_done_callback(_read_outcome)
             conn.wait_command = self._wait_command
             conn.wait_deadline = conn.loop.time() + timeout
         wait_fut = conn.wait_fut
