@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app import __version__, metrics
 from app.auth import bearer, require_admin, require_read
@@ -80,7 +81,21 @@ def install_error_handlers(api: FastAPI) -> None:
         response = _error(exc.status_code, code, str(exc.detail))
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
         return response
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of the path (RFC 9110 15.5.6). Starlette's own 405 names only those of the
+    first route whose path matched, and FastAPI makes one route per method; so each method is
+    tried against the routes, through their public `matches`."""
+    routes = request.app.router.routes
+    return ", ".join(m for m in _METHODS if any(
+        r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes))
 
 
 class LivecodeApp:
