@@ -1,9 +1,10 @@
-"""`python -m bench.batch_probe`: what coalescing scans into one script call would save Redis.
+"""`python -m bench.batch_probe`: what coalescing scans into one script call can save Redis.
 
-Not a scenario of the suite and not livecode's code: a measurement for a design not built yet
-(bench/NOTES.md, "What is left"). It compares Redis's own time per new-visitor scan, from
-INFO commandstats, for
-- `scan.lua` as it ships, one EVALSHA per scan;
+Not a scenario of the suite and not livecode's code: the measurement that made the case for
+gathering a pool's new scans into scan.lua's batch form, before it was built (bench/NOTES.md,
+"Gathered scans"). It compares Redis's own time per new-visitor scan, from INFO commandstats,
+for
+- `scan.lua`'s single form, one EVALSHA per scan;
 - a probe script that allocates N fresh visitors of one pool in one EVALSHA: the pool, the
   head of `av` and the group read once, then per visitor the same writes as a scan (count,
   sticky record, stats).
