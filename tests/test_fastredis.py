@@ -79,7 +79,7 @@ async def pipelining_scenario(url: str, sync: redis.Redis) -> None:
         before = c.write_count
         echoes = await asyncio.gather(*(c.execute("ECHO", i, timeout=5) for i in range(302)))
         assert echoes == [str(i).encode() for i in range(302)]
-        assert c.write_count == before + math.ceil(302 / fastredis._FLUSH_AT)
+        assert c.write_count == before + math.ceil(302 / fastredis.FLUSH_AT)
     finally:
         await c.close()
 
@@ -439,8 +439,8 @@ async def test_gathered_calls_share_evalshas(
     writes = client.write_count
     replies = await asyncio.gather(*gathered(client, "g", tags, recording_pack(log)))
     assert replies == many(tags)  # every caller got its own element, in order
-    calls = math.ceil(40 / fastredis._FLUSH_AT)
-    step = fastredis._FLUSH_AT  # a write, and so a seal, every _FLUSH_AT calls
+    calls = math.ceil(40 / fastredis.FLUSH_AT)
+    step = fastredis.FLUSH_AT  # a write, and so a seal, every _FLUSH_AT calls
     assert [items for _, items in log] == [tags[i : i + step] for i in range(0, 40, step)]
     assert client.write_count - writes == calls == len(log)
     assert script_calls(sync_redis) == (calls, 0)
@@ -450,7 +450,7 @@ async def test_gathered_calls_share_evalshas(
 async def test_gathered_calls_never_merge_keys(
     client: PipelinedRedis, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fastredis, "_FLUSH_AT", 16)  # writes of 16: every key twice or more
+    monkeypatch.setattr(client, "flush_at", 16)  # writes of 16: every key twice or more
     sync_redis.script_load(GATHER.body)
     await client.execute("PING", timeout=1)
     sync_redis.config_resetstat()
@@ -467,8 +467,8 @@ async def test_gathered_calls_never_merge_keys(
         assert sync_redis.get(k) == b"10"
     # Each write (every _FLUSH_AT calls) holds one EVALSHA per key, with that key's items only.
     expected: list[tuple[Any, list[Any]]] = []
-    for start in range(0, len(calls), fastredis._FLUSH_AT):
-        chunk = calls[start : start + fastredis._FLUSH_AT]
+    for start in range(0, len(calls), fastredis.FLUSH_AT):
+        chunk = calls[start : start + fastredis.FLUSH_AT]
         order = dict.fromkeys(k for k, _ in chunk)  # sealed in order of first call
         expected += [(k, [t for kk, t in chunk if kk == k]) for k in order]
     assert log == expected
@@ -493,7 +493,7 @@ async def test_gathered_single_call_gets_its_plain_reply(
 async def test_gathered_calls_keep_order_with_other_commands(
     client: PipelinedRedis, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fastredis, "_FLUSH_AT", 16)  # the 8 calls below fit in one write
+    monkeypatch.setattr(client, "flush_at", 16)  # the 8 calls below fit in one write
     sync_redis.script_load(GATHER.body)
     await client.execute("PING", timeout=1)
     sync_redis.config_resetstat()
@@ -524,7 +524,7 @@ async def test_gathered_calls_survive_script_flush(
     sync_redis.config_resetstat()
     tags = [f"t{i}" for i in range(40)]
     assert await asyncio.gather(*gathered(client, "f", tags)) == many(tags, first=2)
-    calls = math.ceil(40 / fastredis._FLUSH_AT)
+    calls = math.ceil(40 / fastredis.FLUSH_AT)
     assert script_calls(sync_redis) == (calls, calls)  # each NOSCRIPT resent once as EVAL
     assert sync_redis.get("f") == b"41"  # each call ran exactly once
     sync_redis.script_flush()  # one call alone: the single form resent

@@ -100,14 +100,16 @@ async def test_wait_mode_failing_calls_leave_no_unretrieved_exception(
     server = make_redis(appendonly=False)
     client = PipelinedRedis.from_url(server.url, wait_replicas=1, wait_ms=50)
     waits: list[asyncio.Future[Any]] = []
-    send_waited = client._send_waited
+    assert client.wait_mode is not None
+    send_waited = client.wait_mode._send
 
-    def recording(packed: bytes, timeout: float) -> tuple[Any, asyncio.Future[Any]]:
-        fut, wait_fut = send_waited(packed, timeout)
+    def recording(c: PipelinedRedis, packed: bytes,
+                  timeout: float) -> tuple[Any, asyncio.Future[Any]]:
+        fut, wait_fut = send_waited(c, packed, timeout)
         waits.append(wait_fut)
         return fut, wait_fut
 
-    monkeypatch.setattr(client, "_send_waited", recording)
+    monkeypatch.setattr(client.wait_mode, "_send", recording)
     try:
         assert await client.execute("PING", timeout=1.0) == b"PONG"
         server.pause()

@@ -18,11 +18,16 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from app.store.fastredis import Arg, PipelinedRedis, RedisReplyError, RedisUnavailable, Script
+from app.store.fastredis import (
+    Arg,
+    PipelinedRedis,
+    RedisUnavailable,
+    Script,
+    TopologyChanged,
+)
 
 log = logging.getLogger("livecode.topology")
 
-MOVED_SIGNS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN")
 REFRESH_EVERY_S = 0.2
 
 ClientFactory = Callable[[str, int], PipelinedRedis]
@@ -60,11 +65,9 @@ async def _call(client: PipelinedRedis, refresh: _Refresher, script: Script,
                 keys: Sequence[bytes | str], args: Sequence[Arg], timeout: float) -> Any:  # noqa: ASYNC109
     try:
         return await client.evalsha(script, keys, args, timeout=timeout)
-    except RedisReplyError as exc:
-        if str(exc).startswith(MOVED_SIGNS):
-            refresh()
-            raise RedisUnavailable(f"topology changed: {exc}") from exc
-        raise
+    except TopologyChanged as exc:
+        refresh()
+        raise RedisUnavailable(f"topology changed: {exc}") from exc
     except RedisUnavailable:
         refresh()
         raise
@@ -91,6 +94,10 @@ class ClusterScanClient:
         if client is None:
             client = self.clients[addr] = self.make(*addr)
         return await _call(client, self.refresh, script, keys, args, timeout)
+
+    def pipelined(self) -> None:
+        """Each script is routed by its key: no packed or gathered calls."""
+        return None
 
     async def close(self) -> None:
         await self.refresh.close()
@@ -128,6 +135,10 @@ class SentinelScanClient:
                 raise RedisUnavailable(f"no primary from the sentinels: {exc!r}") from exc
         assert self.client is not None
         return await _call(self.client, self.refresh, script, keys, args, timeout)
+
+    def pipelined(self) -> None:
+        """The primary may change under a call: no packed or gathered calls."""
+        return None
 
     async def close(self) -> None:
         await self.refresh.close()
