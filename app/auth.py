@@ -18,15 +18,14 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(beare
 
 
 class Unauthorized(LivecodeError):
-    """No key, or not a live one. The handler sends `headers` along (RFC 6750)."""
+    """No key, or not a live one; with its challenge (RFC 6750)."""
 
     status = 401
     code = "unauthorized"
 
     def __init__(self, message: str, details: Any = None, *, invalid_token: bool = False) -> None:
-        super().__init__(message, details)
         challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
-        self.headers: dict[str, str] = {"WWW-Authenticate": challenge}
+        super().__init__(message, details, headers={"WWW-Authenticate": challenge})
 
 
 class Forbidden(LivecodeError):
@@ -36,10 +35,8 @@ class Forbidden(LivecodeError):
     code = "forbidden"
 
     def __init__(self, message: str, details: Any = None, *, scope: str = "admin") -> None:
-        super().__init__(message, details)
-        self.headers: dict[str, str] = {
-            "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'
-        }
+        challenge = f'Bearer error="insufficient_scope", scope="{scope}"'
+        super().__init__(message, details, headers={"WWW-Authenticate": challenge})
 
 
 def get_apikeys(request: Request) -> ApiKeyStore:

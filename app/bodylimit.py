@@ -8,6 +8,8 @@ import json
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import PayloadTooLarge
+
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
@@ -50,11 +52,8 @@ class BodyLimit:
                 raise
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": {
-            "code": "payload_too_large",
-            "message": f"request body larger than {self.limit} bytes",
-            "details": {"max_bytes": self.limit},
-        }}).encode()
+        body = json.dumps(PayloadTooLarge(f"request body larger than {self.limit} bytes",
+                                          {"max_bytes": self.limit}).body()).encode()
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),

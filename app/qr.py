@@ -12,7 +12,7 @@ import zxingcpp
 from PIL import Image
 from pydantic import ValidationError
 
-from app.errors import InvalidInput, LivecodeError, validation_details
+from app.errors import InvalidInput, PayloadTooLarge, validation_details
 from app.schemas import GroupCreate
 from app.urls import UrlPolicy, check_target_url
 
@@ -21,11 +21,6 @@ MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 _ERROR_LEVELS = frozenset("lmqh")
 _ANY_HTTP_URL = UrlPolicy(allow_http=True)
-
-
-class PayloadTooLarge(LivecodeError):
-    status = 413
-    code = "payload_too_large"
 
 
 def _sniff(data: bytes) -> str | None:

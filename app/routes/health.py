@@ -4,6 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import RuntimeDep
+from app.error_handlers import error_response
+from app.errors import NotReady
 
 router = APIRouter(tags=["health"])
 
@@ -20,9 +22,6 @@ async def readyz(rt: RuntimeDep) -> dict[str, str] | JSONResponse:
     try:
         await rt.allocator.probe()
     except Exception as exc:
-        return JSONResponse(
-            {"error": {"code": "not_ready", "message": f"redis: {exc}", "details": None}},
-            status_code=503,
-            headers={"Retry-After": str(rt.settings.retry_after_s)},
-        )
+        retry = {"Retry-After": str(rt.settings.retry_after_s)}
+        return error_response(NotReady(f"redis: {exc}", headers=retry))
     return {"status": "ready"}
