@@ -21,7 +21,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-OUTCOMES = ("new", "sticky", "fallback", "paused", "bot", "not_found", "limited", "error")
+OUTCOMES = ("new", "sticky", "fallback", "paused", "bot", "not_found", "limited", "error",
+            "disconnected")
 REDIS_ERRORS = ("timeout", "unavailable", "reply")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from app.store.fastredis import PipelinedRedis, ScanClient
 from app.store.pools import AnyRedis, PoolStore, server_version
 from app.store.topology import ClusterScanClient, SentinelScanClient
 
+log = logging.getLogger("livecode")
+
 
 @dataclass
 class Runtime:
@@ -40,11 +43,16 @@ class Runtime:
         client, fast = await connect(settings, startup_timeout)
         version = await _server_version(client, startup_timeout)
         shebang = scripts.supports_shebang(version)
+        store = PoolStore(client, shebang=shebang, settings=settings)
+        try:
+            await store.ensure_draw_salts()
+        except (aredis.RedisError, RedisClusterException, OSError) as exc:  # the next start will
+            log.warning("could not give older pools a draw salt: %r", exc)
         return cls(
             settings=settings,
             redis=client,
             fast=fast,
-            store=PoolStore(client, shebang=shebang, urls=settings.url_policy),
+            store=store,
             allocator=Allocator(
                 fast,
                 shebang=shebang,
@@ -76,7 +84,7 @@ async def connect(settings: Settings, wait_s: float = 15.0) -> tuple[AnyRedis, S
         )
 
     if sentinels:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             [_hostport(s) for s in sentinels], socket_timeout=1,
             sentinel_kwargs={"socket_timeout": 1},
         )

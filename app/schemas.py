@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.store.schema import DEFAULT_CAPACITY, DEFAULT_STICKY_TTL_S, DEFAULT_WEIGHT
+
 Strategy = Literal["fill", "round_robin", "weighted", "least_filled"]
 Mode = Literal["redirect", "page"]
 Status = Literal["active", "paused"]
@@ -24,7 +26,6 @@ GroupId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}
 Name = Annotated[str, StringConstraints(max_length=200)]
 UrlStr = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
-DEFAULT_STICKY_TTL_S = 7 * 24 * 3600
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -106,9 +107,9 @@ class GroupCreate(_Model):
     id: GroupId | None = None
     name: Name = ""
     url: UrlStr
-    capacity: int = Field(default=200, ge=1, le=100_000)
+    capacity: int = Field(default=DEFAULT_CAPACITY, ge=1, le=100_000)
     expires_at: Time | None = None
-    weight: int = Field(default=1, ge=1, le=10_000)
+    weight: int = Field(default=DEFAULT_WEIGHT, ge=1, le=10_000)
     enabled: bool = True
     mode: Mode | None = Field(default=None, description="null: the pool's mode")
 
@@ -154,6 +155,9 @@ class PoolPublic(_Model):
     sticky_ttl_s: int
     fallback: Fallback
     created_at: datetime | None
+    scan_url: str = Field(description="what its posters encode: LIVECODE_PUBLIC_URL + /s/{id}")
+    poster_warning: str | None = Field(
+        default=None, description="set when phones cannot reach scan_url (a loopback address)")
     groups: list[GroupPublic] | None = None
     total_capacity: int | None = None
     total_remaining: int | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 
 from app.allocator import scripts
+from app.allocator.protocol import Call
 from app.store import keys
 from bench.harness import Lab, median, redis_benchmark_command
 from bench.seed import BENCH_POOL, seed_bench_pool
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = 1 if label == "scan.lua" else int(label.rsplit(" ", 1)[1])
                 if n == 1:
                     cmd = ["EVALSHA", scan_sha, "2", p + "pool", p + "v:__rand_int__a", p,
-                           "benchvisit__rand_int__", "", "n"]
+                           "benchvisit__rand_int__", "", Call.NEW.value]
                 else:
                     cmd = ["EVALSHA", probe_sha, str(n + 1), p + "pool",
                            *(f"{p}v:__rand_int__{i}" for i in range(n)), p]

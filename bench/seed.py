@@ -86,7 +86,7 @@ class Seeder:
     def set_counts(self, pool_id: str, gids: Sequence[str], count: int) -> None:
         """`group_put` in 'update' mode with field `c`: what a reset (0) or an import does, and
         with count == capacity, how a group becomes full."""
-        self._run(self._group_puts(pool_id, "update", [(g, ["c", str(count)]) for g in gids]))
+        self._run(self._group_puts(pool_id, "update", [(g, ["count", str(count)]) for g in gids]))
 
     async def _group_puts(self, pool_id: str, op: str,
                           items: Sequence[tuple[str, list[str]]]) -> None:

@@ -4,6 +4,7 @@ exactness under concurrency, idempotent retries, and cost that does not grow wit
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import secrets
@@ -13,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from app.allocator import scripts
+from app.allocator.protocol import Call, call_args, decode
 from app.schemas import GroupCreate, GroupUpdate, PoolUpdate
 from app.store import keys
+from app.store.schema import POOL
 from tests.helpers import Core, counts, open_core, seed, snapshot
 
 STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
@@ -75,7 +79,8 @@ async def test_weighted_follows_weights_and_skips_full(core: Core) -> None:
 async def test_weighted_draws_exactly_the_group_the_cumulative_weights_name(core: Core) -> None:
     """300 groups (the Fenwick descent reads 4 levels per HMGET, so several rounds), random
     weights, some disabled: every draw is the group whose cumulative weight range holds
-    r = floor(x / 2^24 * total), x being the visitor id's first 24 bits."""
+    r = floor(x / 2^32 * total), x being the first 32 bits of SHA-1(the pool's salt + the
+    visitor id): a visitor cannot choose its group by choosing its id."""
     rng = random.Random(7)
     specs = [{"capacity": 100_000, "weight": rng.randint(1, 9),
               "enabled": rng.random() > 0.2} for _ in range(300)]
@@ -83,12 +88,12 @@ async def test_weighted_draws_exactly_the_group_the_cumulative_weights_name(core
     b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     live = [(f"g{i + 1}", g["weight"]) for i, g in enumerate(specs) if g["enabled"]]
     total = sum(w for _, w in live)
+    salt = (await core.redis.hget(keys.pool("pool-a"), POOL.stored("draw_salt"))).decode()
+    assert len(salt) == 32
     for _ in range(150):
         vid = "".join(rng.choice(b64) for _ in range(22))
-        x = 0
-        for ch in vid[:4]:
-            x = x * 64 + b64.index(ch)
-        r = min(math.floor(x / 16777216 * total), total - 1)
+        x = int(hashlib.sha1((salt + vid).encode()).hexdigest()[:8], 16)
+        r = min(math.floor(x / 2**32 * total), total - 1)
         upto, expected = 0, ""
         for gid, w in live:
             upto += w
@@ -154,19 +159,33 @@ async def test_earliest_expiry_follows_every_change(core: Core) -> None:
     assert await exn() is None and await earliest() is None
 
 
-# the weighted draw comes from the visitor id: "AAAA..." draws 0, "____..." draws just under 1
-@pytest.mark.parametrize("vid,expected", [("A" * 22, "g2"), ("_" * 22, "g3")])
+def vid_drawing(salt: str, low: bool) -> str:
+    """A visitor id whose weighted draw lies in the low (or high) half of the total weight:
+    SHA-1(salt + id)'s first 32 bits below (or from) 2^31."""
+    while True:
+        vid = visitor()
+        x = int(hashlib.sha1((salt + vid).encode()).hexdigest()[:8], 16)
+        if (x < 2**31) == low:
+            return vid
+
+
+# The draw is r = floor(x / 2^32 * total) over the open weights, here g2 and g3 (1 each): the
+# low half draws g2, the high half g3. Counting the expired g1 and g4 (5 each) would land most
+# draws on them.
+@pytest.mark.parametrize("low,expected", [(True, "g2"), (False, "g3")])
 async def test_weighted_pick_excludes_expired_slots_in_the_same_scan(
-    core: Core, vid: str, expected: str
+    core: Core, low: bool, expected: str
 ) -> None:
     soon = datetime.now(UTC) + timedelta(milliseconds=300)
     await seed(core.store, strategy="weighted", groups=[
         {"expires_at": soon, "weight": 5}, {"weight": 1}, {"weight": 1},
         {"expires_at": soon, "weight": 5},
     ])
+    salt = (await core.redis.hget(keys.pool("pool-a"), POOL.stored("draw_salt"))).decode()
     await asyncio.sleep(0.4)
-    d = await core.allocator.scan("pool-a", vid)
-    assert (d.outcome, d.group_id) == ("new", expected)
+    for _ in range(5):
+        d = await core.allocator.scan("pool-a", vid_drawing(salt, low))
+        assert (d.outcome, d.group_id) == ("new", expected)
 
 
 async def test_sticky_rescan_returns_same_group_without_consuming(core: Core) -> None:
@@ -327,13 +346,28 @@ async def _commands_per_scan(core: Core, pool_id: str, *, fresh: bool = False,
     return calls if by_name else sum(calls.values())
 
 
-async def test_common_scan_runs_six_commands(core: Core) -> None:
-    """The scan most posters see (fill, a visitor without a cookie, groups that never expire)
-    is the one the throughput figures in bench/ depend on: six commands, no clock, no expiry
-    index, no sticky lookup. Expiring groups add the clock and, once one has expired, ex."""
+# What the common scan (fill, a visitor without a cookie, groups that never expire) runs, by
+# phase of scan.lua: the throughput figures in bench/ depend on it. A new recorder adds its
+# own line here, and a change to a phase shows up as a change to its line.
+PICK_AND_ALLOCATE = {"hmget": 2, "zrange": 1, "hincrby": 1, "set": 1}  # pool, index, group;
+#                                                                        count, sticky record
+RECORDER_COMMANDS = {"stats": {"hincrby": 1}}
+
+
+def _sum(*parts: dict[str, int]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)
+
+
+async def test_common_scan_runs_the_commands_of_its_phases(core: Core) -> None:
+    """No clock, no expiry index, no sticky lookup for the common scan; expiring groups add
+    the clock and, once one has expired, the expiry index; a cookie adds the sticky lookup."""
+    assert set(RECORDER_COMMANDS) == set(scripts.RECORDERS)
     await seed(core.store, groups=[{"capacity": 100_000}] * 3)
     common = await _commands_per_scan(core, "pool-a", fresh=True, by_name=True)
-    assert common == {"hmget": 2, "zrange": 1, "hincrby": 2, "set": 1}, common
+    assert common == _sum(PICK_AND_ALLOCATE, *RECORDER_COMMANDS.values()), common
     await core.store.update_group("pool-a", "g1", GroupUpdate(
         expires_at=datetime.now(UTC) + timedelta(days=7)))
     dated = await _commands_per_scan(core, "pool-a", fresh=True, by_name=True)
@@ -348,7 +382,7 @@ async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:
     await seed(core.store, "small", groups=[{"capacity": 100_000}] * 10)
     await seed(core.store, "big", groups=[{"capacity": 1}] * 1990 + [{"capacity": 100_000}] * 10)
     for i in range(1990):
-        await core.store._put("big", f"g{i + 1}", ["c", "1"])  # full, as if scanned
+        await core.store._put("big", f"g{i + 1}", ["count", "1"])  # full, as if scanned
     bound = 2 * math.ceil(math.log2(2000)) + 4
     for strategy in STRATEGIES:
         for pool_id in ("small", "big"):
@@ -369,3 +403,18 @@ async def test_expired_burst_larger_than_purge_batch(core: Core) -> None:
         await core.store.update_pool("pool-a", PoolUpdate(strategy=strategy))  # type: ignore[arg-type]
         d = await core.allocator.scan("pool-a", visitor())
         assert (d.outcome, d.group_id) == ("new", "g101"), strategy
+
+
+async def test_a_chosen_visitor_id_does_not_choose_the_weighted_group(core: Core) -> None:
+    """The draw once came from the visitor id's first characters, and any 22-character cookie
+    is accepted: `lc_vid=AAAA...` always drew the first slot. With the pool's secret salt, such
+    cookies spread like any others, and the same visitor still draws the same group."""
+    await seed(core.store, strategy="weighted",
+               groups=[{"capacity": 100_000, "weight": 1}, {"capacity": 100_000, "weight": 999}])
+    crafted = ["AAAA" + secrets.token_urlsafe(16)[:18] for _ in range(60)]
+    got = Counter([(await core.allocator.scan("pool-a", vid)).group_id for vid in crafted])
+    assert got["g1"] <= 3, got  # a fair draw gives g1 to 60 * 1/1000 of them
+    ks, args = call_args("pool-a", crafted[0], call=Call.PEEK)
+    script = core.redis.register_script(scripts.source("scan", shebang=core.store.shebang))
+    peeks = {decode(await script(keys=ks, args=args)).group_id for _ in range(5)}
+    assert len(peeks) == 1, peeks

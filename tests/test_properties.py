@@ -12,6 +12,7 @@ stays as the regression test for its bug.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from base64 import urlsafe_b64encode
 from collections.abc import Awaitable, Callable
@@ -33,10 +34,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from app.allocator.engine import Decision, decide
+from app.allocator.protocol import Decision
+from app.allocator.protocol import decode as decide
 from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpdate
 from app.store import keys
+from app.store.schema import POOL
 from app.urls import MAX_URL_LENGTH, UrlPolicy, check_target_url
 from tests.helpers import Core, open_core, snapshot
 
@@ -399,7 +402,6 @@ def test_fallback_urls_are_stored_as_validated(redis_url: str, url: str) -> None
 
 STRATEGIES = ("fill", "round_robin", "weighted", "least_filled")
 EXPIRIES = ("none", "past", "future")
-B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def _expiry(kind: str) -> datetime | None:
@@ -407,13 +409,11 @@ def _expiry(kind: str) -> datetime | None:
     return {"none": None, "past": now - timedelta(hours=1), "future": now + timedelta(days=1)}[kind]
 
 
-def _draw_x(vid: str) -> int:
-    """scan.lua's weighted draw: the first 4 base64url characters of the visitor id."""
-    x = 0
-    for i in range(4):
-        ch = vid[i] if i < len(vid) else ""
-        x = x * 64 + max(B64.find(ch), 0)
-    return x
+def draw_point(salt: str, vid: str, total: int) -> int:
+    """scan.lua's weighted draw: the first 32 bits of SHA-1(pool salt + visitor id), scaled to
+    the total weight."""
+    x = int(hashlib.sha1((salt + vid).encode()).hexdigest()[:8], 16)
+    return min(math.floor(x / 2**32 * total), total - 1)
 
 
 @dataclass
@@ -435,6 +435,7 @@ class MGroup:
 class MPool:
     pid: str
     strategy: str
+    salt: str = ""  # the weighted draw's
     paused: bool = False
     groups: dict[str, MGroup] = field(default_factory=dict)
     seq: int = 0  # highest position handed out
@@ -464,7 +465,7 @@ class MPool:
         if self.strategy == "least_filled":
             return min(ok, key=lambda g: (g.count / g.cap, g.gid)).gid
         total = sum(g.weight for g in ok)
-        r = min(math.floor(_draw_x(vid) / 16777216 * total), total - 1)
+        r = draw_point(self.salt, vid, total)
         acc = 0
         for g in sorted(ok, key=lambda g: g.fi):
             acc += g.weight
@@ -571,7 +572,8 @@ class PoolLifecycle(RuleBasedStateMachine):
     def create_pool(self, strategy: str) -> None:
         pid = self._next("pool-")
         self.run(self.core.store.create_pool(PoolCreate(id=pid, strategy=strategy)))  # type: ignore[arg-type]
-        self.pools[pid] = MPool(pid, strategy)
+        salt = self.run(self.core.redis.hget(keys.pool(pid), POOL.stored("draw_salt")))
+        self.pools[pid] = MPool(pid, strategy, salt.decode())
 
     @rule(data=st.data(), strategy=st.sampled_from(STRATEGIES))
     def set_strategy(self, data: st.DataObject, strategy: str) -> None:

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from app.allocator import scripts
-from app.allocator.engine import decide
+from app.allocator.protocol import Call, call_args
+from app.allocator.protocol import decode as decide
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.store import keys
+from app.store.schema import POOL
 from tests.helpers import Core, counts, open_core, seed
 
 STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
@@ -46,20 +48,20 @@ class Scans:
             scripts.source("scan", shebang=core.store.shebang))
 
     async def one(self, pool_id: str, vid: str, ch: str = "") -> Any:
-        p = keys.prefix(pool_id)
-        return _text(await self.script(keys=[p + "pool", p + "v:" + vid], args=[p, vid, ch, "n"]))
+        ks, args = call_args(pool_id, vid, ch, Call.NEW)
+        return _text(await self.script(keys=ks, args=args))
 
     async def batch(self, pool_id: str, scans: list[tuple[str, str]]) -> Any:
         p = keys.prefix(pool_id)
         (v1, ch1), rest = scans[0], scans[1:]
-        args = [p, v1, ch1, "b"] + [x for v, ch in rest for x in (v, ch)]
+        args = [p, v1, ch1, Call.BATCH.value] + [x for v, ch in rest for x in (v, ch)]
         return _text(await self.script(keys=[p + "pool"] + [p + "v:" + v for v, _ in scans],
                                        args=args))
 
 
 async def pool_state(core: Core, pool_id: str) -> dict[str, Any]:
     """Every key of the pool, its name and values with the pool id taken out; a sticky key's
-    TTL as present or not; the pool's creation time left out."""
+    TTL as present or not; the pool's creation time and draw salt (its own) left out."""
     p = keys.prefix(pool_id)
     out: dict[str, Any] = {}
     async for raw in core.redis.scan_iter(match=p.replace("{", "[{]").replace("}", "[}]") + "*"):
@@ -75,7 +77,7 @@ async def pool_state(core: Core, pool_id: str) -> dict[str, Any]:
             value = kind
         out[name] = _text(value) if not isinstance(value, dict) else {
             k.decode(): v.decode().replace(pool_id, "<pool>") for k, v in value.items()
-            if k != b"created"}  # when the twin was made
+            if k.decode() not in (POOL.stored("created"), POOL.stored("draw_salt"))}
     return out
 
 
@@ -104,6 +106,10 @@ async def twin_pools(core: Core, rng: random.Random, strategy: str) -> None:
         await core.store.create_pool(PoolCreate(id=pool_id, name="Twin", strategy=strategy,
                                                 fallback=Fallback(message="Full")))
         await core.store.add_groups(pool_id, groups)
+    # the same draws: the twins share the secret that salts the weighted draw
+    salt = POOL.stored("draw_salt")
+    secret = await core.redis.hget(keys.pool("pool-a"), salt)
+    await core.redis.hset(keys.pool("pool-b"), salt, secret)
     await asyncio.sleep(0.35)  # the group expiring soon has expired: a batch purges it
 
 

@@ -8,7 +8,7 @@ import hiredis
 import pytest
 
 from app.allocator import scripts
-from app.allocator.engine import _ScanCommands
+from app.allocator.protocol import Call, ScanCommands
 from app.bots import is_bot
 from app.errors import InvalidInput
 from app.routes.scan import VisitorIds
@@ -110,8 +110,8 @@ def test_hand_packed_scan_command_matches_hiredis(fresh: bool) -> None:
     script = Script.from_source("return 1")
     vid, p = "abcdefghijklmnopqrstu-", keys.prefix("pool-a")
     args = (b"EVALSHA", script.sha, 2, keys.pool("pool-a"), keys.sticky("pool-a", vid), p, vid,
-            "", "n" if fresh else "")
-    packed = _ScanCommands(script.sha)("pool-a", vid, fresh)
+            "", Call.NEW.value if fresh else Call.KNOWN.value)
+    packed = ScanCommands(script.sha)("pool-a", vid, fresh)
     assert packed == hiredis.pack_command(args)
     assert as_eval(script, packed) == hiredis.pack_command((b"EVAL", script.body, *args[2:]))
     with pytest.raises(ValueError):

@@ -4,22 +4,22 @@
 local P = ARGV[1]
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'no_pool' end
 local n = #ARGV - 1
--- fwg maps every group's Fenwick slot to its id: it is the index of all the pool's groups
-if redis.call('HLEN', P .. 'fwg') ~= n then return 'mismatch' end
+-- KEY.slots maps every group's slot to its id: it is the index of all the pool's groups
+if redis.call('HLEN', P .. KEY.slots) ~= n then return 'mismatch' end
 local seen, indexed = {}, {}
 for i = 2, #ARGV do
   local gid = ARGV[i]
-  if seen[gid] or redis.call('EXISTS', P .. 'g:' .. gid) == 0 then return 'mismatch' end
+  if seen[gid] or redis.call('EXISTS', group_key(P, gid)) == 0 then return 'mismatch' end
   seen[gid] = true
-  indexed[i] = redis.call('ZSCORE', P .. 'av', gid) ~= false
+  indexed[i] = redis.call('ZSCORE', P .. KEY.open, gid) ~= false
 end
 
 -- Writes from here on.
 for i = 2, #ARGV do
   local gid, pos = ARGV[i], i - 1
-  redis.call('HSET', P .. 'g:' .. gid, 'pos', pos)
-  if indexed[i] then redis.call('ZADD', P .. 'av', pos, gid) end
+  redis.call('HSET', group_key(P, gid), GROUP.position, pos)
+  if indexed[i] then redis.call('ZADD', P .. KEY.open, pos, gid) end
 end
-redis.call('HSET', KEYS[1], 'seq', n)
-redis.call('HDEL', KEYS[1], 'rr')
+redis.call('HSET', KEYS[1], POOL.last_position, n)
+redis.call('HDEL', KEYS[1], POOL.rr_cursor)
 return 'ok'

@@ -1,23 +1,42 @@
--- Shared by every script (the loader prepends it). A pool's eligible groups (enabled, with room,
--- not expired) are kept in three indexes so that every strategy picks in O(log n):
---   av  zset  gid -> order position      (fill, round_robin)
---   lf  zset  gid -> count / capacity    (least_filled)
---   fw  hash  Fenwick tree over slot weights, fwg slot -> gid  (weighted; sticky records
---             hold the slot)
--- plus ex (zset gid -> expires_at ms) for indexed groups that expire, so expired ones are found
--- without scanning, and its earliest score cached in the pool hash as 'exn', so that a scan
--- reads ex only once some group may have expired. A group leaves the indexes when it fills, is disabled, expires or is deleted.
+-- Shared by every script (the loader puts it after the generated tables POOL, GROUP, KEY,
+-- DEFAULT, CALL, OUTCOME of app/store/schema.py and app/allocator/protocol.py).
+-- A group is *open* while it is enabled, has room and has not expired. The open groups are kept
+-- in three indexes, so that every strategy picks in O(log n):
+--   KEY.open           zset  gid -> position       (fill, round_robin)
+--   KEY.open_by_fill   zset  gid -> count/capacity (least_filled)
+--   KEY.weights        hash  Fenwick tree over slot weights; KEY.slots maps slot -> gid
+--                            (weighted; sticky records hold the slot)
+-- plus KEY.open_expiring (zset gid -> expires_at) for open groups that expire, so expired ones
+-- are found without scanning, with its earliest score cached as POOL.next_expiry, so that a scan
+-- reads it only once some group may have expired. A group leaves the indexes when it fills, is
+-- disabled, expires or is deleted.
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The named fields of a hash, as a table: read(key, POOL, 'status', 'name') gives
+-- {status = ..., name = ...}; an absent field is false.
+local function read(key, schema, ...)
+  local names = {...}
+  local stored = {}
+  for i = 1, #names do stored[i] = schema[names[i]] end
+  local values = redis.call('HMGET', key, unpack(stored))
+  local out = {}
+  for i = 1, #names do out[names[i]] = values[i] end
+  return out
+end
+
+local function group_key(P, gid)
+  return P .. KEY.group .. gid
+end
+
 -- Prefix sum of slots 1..i.
 local function fw_prefix(P, i)
   local s = 0
   while i > 0 do
-    s = s + tonumber(redis.call('HGET', P .. 'fw', i) or 0)
+    s = s + tonumber(redis.call('HGET', P .. KEY.weights, i) or 0)
     i = i - bit.band(i, -i)
   end
   return s
@@ -26,35 +45,39 @@ end
 local function fw_add(P, n, i, delta)
   if delta == 0 then return end
   while i <= n do
-    redis.call('HINCRBY', P .. 'fw', i, delta)
+    redis.call('HINCRBY', P .. KEY.weights, i, delta)
     i = i + bit.band(i, -i)
   end
-  redis.call('HINCRBY', P .. 'pool', 'fwt', delta)
+  redis.call('HINCRBY', P .. KEY.pool, POOL.weight_total, delta)
 end
 
-local function unindex(P, n, gid, fi, w)
-  redis.call('ZREM', P .. 'av', gid)
-  redis.call('ZREM', P .. 'lf', gid)
-  redis.call('ZREM', P .. 'ex', gid)
-  if fi and w then fw_add(P, n, tonumber(fi), -tonumber(w)) end
+-- Take a group out of the open indexes; `slot` and `weight` are its fields as stored.
+local function unindex(P, n, gid, slot, weight)
+  redis.call('ZREM', P .. KEY.open, gid)
+  redis.call('ZREM', P .. KEY.open_by_fill, gid)
+  redis.call('ZREM', P .. KEY.open_expiring, gid)
+  if slot and weight then fw_add(P, n, tonumber(slot), -tonumber(weight)) end
 end
 
-local function index(P, n, gid, pos, c, cap, exp, fi, w)
-  redis.call('ZADD', P .. 'av', pos, gid)
-  redis.call('ZADD', P .. 'lf', c / cap, gid)
-  if exp then redis.call('ZADD', P .. 'ex', exp, gid) end
-  fw_add(P, n, tonumber(fi), tonumber(w))
+-- Put a group into the open indexes; `g` has its fields by name.
+local function index(P, n, gid, g)
+  redis.call('ZADD', P .. KEY.open, g.position, gid)
+  redis.call('ZADD', P .. KEY.open_by_fill, g.count / g.capacity, gid)
+  if g.expires_at then redis.call('ZADD', P .. KEY.open_expiring, g.expires_at, gid) end
+  fw_add(P, n, tonumber(g.slot), tonumber(g.weight))
 end
 
-local function eligible(en, c, cap, exp, now)
-  return en == '1' and tonumber(c) < tonumber(cap) and (not exp or tonumber(exp) > now)
+-- Whether a group (fields by name) may take a scan at `now` (ms; only read if it expires).
+local function is_open(g, now)
+  return g.enabled == '1' and tonumber(g.count) < tonumber(g.capacity)
+    and (not g.expires_at or tonumber(g.expires_at) > now)
 end
 
--- What 'exn' becomes once the gids of the set `gone` leave ex and, optionally, one group with
--- expiry `add_exp` joins it. `head` is ex's first #gone + 1 entries, WITHSCORES, read before
--- the script's first write.
+-- What POOL.next_expiry becomes once the gids of the set `gone` leave open_expiring and,
+-- optionally, one group with expiry `add_exp` joins it. `head` is the index's first #gone + 1
+-- entries, WITHSCORES, read before the script's first write (ex_head).
 local function ex_head(P, ngone)
-  return redis.call('ZRANGE', P .. 'ex', 0, ngone, 'WITHSCORES')
+  return redis.call('ZRANGE', P .. KEY.open_expiring, 0, ngone, 'WITHSCORES')
 end
 
 local function ex_min(head, gone, add_exp)
@@ -69,10 +92,10 @@ local function ex_min(head, gone, add_exp)
   return m
 end
 
-local function set_exn(P, m)
+local function set_next_expiry(P, m)
   if m then
-    redis.call('HSET', P .. 'pool', 'exn', m)
+    redis.call('HSET', P .. KEY.pool, POOL.next_expiry, m)
   else
-    redis.call('HDEL', P .. 'pool', 'exn')
+    redis.call('HDEL', P .. KEY.pool, POOL.next_expiry)
   end
 end

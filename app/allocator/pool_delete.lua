@@ -4,5 +4,5 @@
 -- KEYS[1] pool hash. ARGV[1] key prefix. Returns 'ok' | 'not_found'.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not_found' end
 redis.call('DEL', KEYS[1])
-redis.call('SET', ARGV[1] .. 'deleting', '1', 'EX', 600)
+redis.call('SET', ARGV[1] .. KEY.deleting, '1', 'EX', 600)
 return 'ok'

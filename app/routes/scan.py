@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from app import metrics, pages
-from app.allocator.engine import Allocator, Decision, decide
+from app.allocator.engine import Allocator
+from app.allocator.protocol import Decision, Outcome, decode, redirect_location
 from app.bots import is_bot
 from app.settings import Settings
 from app.store.fastredis import RedisReplyError, RedisUnavailable
@@ -36,7 +37,6 @@ _NO_STORE = (b"cache-control", b"no-store")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 _REDIRECT = (_NO_STORE, (b"content-length", b"0"))
 _ALLOW = (b"allow", b"GET, HEAD")
-_REDIRECTED = {b"new": "new", b"sticky": "sticky"}
 
 
 _IP_CHARS = frozenset("0123456789abcdefABCDEF:.")
@@ -97,14 +97,16 @@ class ScanEndpoint:
         started = perf_counter()
         outcome = "error"
         extra: list[tuple[bytes, bytes]] = []
+        answering = False  # set just before the response starts: it cannot start twice
         try:
             method = scope["method"]
             pool_id = scope["path"][_PREFIX_LEN:].rstrip("/")
             if method not in ("GET", "HEAD"):
+                answering = True
                 await self._send(send, 405, pages.METHOD_NOT_ALLOWED, [_ALLOW])
             elif POOL_ID_RE.match(pool_id) is None:
+                outcome, answering = "not_found", True
                 await self._send(send, 404, pages.NOT_FOUND, head=method == "HEAD")
-                outcome = "not_found"
             else:
                 cookie = user_agent = b""
                 for name, value in scope["headers"]:
@@ -114,8 +116,8 @@ class ScanEndpoint:
                         user_agent = value
                 # HEAD and link-preview bots must never consume capacity: no Redis at all.
                 if method == "HEAD" or is_bot(user_agent):
+                    outcome, answering = "bot", True
                     await self._send(send, 200, pages.PREVIEW, head=method == "HEAD")
-                    outcome = "bot"
                 else:
                     visitor = self._visitor(cookie) if cookie else None
                     fresh = visitor is None
@@ -130,46 +132,50 @@ class ScanEndpoint:
                     # only the rate limit needs the client address
                     ip = _client_ip(scope) if allocator.rate_limit else ""
                     reply = await allocator.submit(pool_id, visitor, channel, ip, fresh=fresh)
-                    kind = _REDIRECTED.get(reply[0]) if type(reply) is list else None
-                    if kind is not None and reply[3] == b"redirect":
+                    location = redirect_location(reply)
+                    answering = True
+                    if location is not None:
                         await send({"type": "http.response.start", "status": 302,
-                                    "headers": [(b"location", reply[2]), *_REDIRECT, *extra]})
+                                    "headers": [(b"location", location), *_REDIRECT, *extra]})
                         await send({"type": "http.response.body", "body": b""})
-                        outcome = kind
+                        outcome = reply[0].decode()
                     else:
-                        outcome = await self._answer(send, decide(reply), extra)
+                        outcome = await self._answer(send, decode(reply), extra)
         except (RedisUnavailable, RedisReplyError) as exc:
-            kind = "reply" if isinstance(exc, RedisReplyError) else (
-                "timeout" if "timeout" in str(exc) else "unavailable"
-            )
-            metrics.redis_error[kind].inc()
+            metrics.redis_error[exc.kind].inc()
             # the cookie still goes out, so a retry is the same visitor and counts once
             await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after, *extra])
-        except Exception:
-            log.exception("scan failed")
-            await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after, *extra])
+        except Exception as exc:
+            if answering:
+                # The answer was decided and under way when sending failed: the client went
+                # away (the allocation, if any, stands). Nothing more can be sent.
+                log.debug("scan answer not delivered: %r", exc)
+                outcome = "disconnected"
+            else:
+                log.exception("scan failed")
+                await self._send(send, 503, pages.UNAVAILABLE, [self._retry_after, *extra])
         metrics.scans.record(outcome, perf_counter() - started)
 
     async def _answer(self, send: Send, d: Decision, extra: list[tuple[bytes, bytes]]) -> str:
         """Everything but a plain redirect to a group: pages, fallbacks, closed pools."""
         outcome = d.outcome
-        if outcome in ("new", "sticky"):
+        if outcome in (Outcome.NEW, Outcome.STICKY):
             if d.mode == "page":
                 await self._send(send, 200, pages.group_page(d.pool_name, d.url), extra)
             else:
                 await self._redirect(send, d.url, extra)
-            return outcome
-        if outcome == "fallback":
+            return outcome.value
+        if outcome is Outcome.FALLBACK:
             if d.fallback_url:
                 await self._redirect(send, d.fallback_url, extra)
             else:
                 body = pages.fallback_page(d.pool_name, d.fallback_message, d.fallback_contact)
                 await self._send(send, 200, body, extra)
             return "fallback"
-        if outcome == "unknown":
+        if outcome is Outcome.UNKNOWN:
             await self._send(send, 404, pages.NOT_FOUND)
             return "not_found"
-        if outcome == "limited":
+        if outcome is Outcome.LIMITED:
             retry = (b"retry-after", str(d.retry_after).encode())
             await self._send(send, 429, pages.TOO_MANY, [retry, *extra])
             return "limited"

@@ -1,12 +1,15 @@
-"""Every Redis key livecode uses, in one place.
+"""Every Redis key livecode uses, by name. What each key of a pool holds, and every field of its
+hashes, is in app/store/schema.py.
 
 All keys of a pool share the hash tag `{pool_id}`, so each script touches one cluster slot.
-The suffixes after the prefix are also spelled in the Lua scripts (`app/allocator/*.lua`).
+Keys of no pool use fixed hash tags of their own ({apikeys}, ...), for the same reason.
 """
 
 from __future__ import annotations
 
 import re
+
+from app.store.schema import suffix
 
 # \Z, not $: "$" also matches before a trailing newline, which would reach a key name.
 POOL_ID_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,62})[a-z0-9]\Z")
@@ -28,35 +31,40 @@ def prefix(pool_id: str) -> str:
 
 
 def pool(pool_id: str) -> str:
-    return prefix(pool_id) + "pool"
+    return prefix(pool_id) + suffix("pool")
 
 
 def group(pool_id: str, group_id: str) -> str:
-    return prefix(pool_id) + "g:" + group_id
+    return prefix(pool_id) + suffix("group") + group_id
 
 
 def slots(pool_id: str) -> str:
-    """hash of every group's Fenwick slot -> its id: the index of all the pool's groups (their
-    order is the `pos` field of each group's hash)."""
-    return prefix(pool_id) + "fwg"
+    """hash of every group's slot -> its id: the index of all the pool's groups (their order is
+    each group's `position`)."""
+    return prefix(pool_id) + suffix("slots")
 
 
 def stats(pool_id: str) -> str:
-    return prefix(pool_id) + "st"
+    return prefix(pool_id) + suffix("stats")
 
 
 def sticky(pool_id: str, visitor_id: str) -> str:
-    return prefix(pool_id) + "v:" + visitor_id
+    return prefix(pool_id) + suffix("sticky") + visitor_id
 
 
 def sticky_pattern(pool_id: str) -> str:
-    return prefix(pool_id) + "v:*"
+    return prefix(pool_id) + suffix("sticky") + "*"
+
+
+def deleting(pool_id: str) -> str:
+    return prefix(pool_id) + suffix("deleting")
 
 
 def pool_keys(pool_id: str) -> list[str]:
     """The fixed per-pool keys (group hashes and sticky keys come on top)."""
     p = prefix(pool_id)
-    return [p + s for s in ("pool", "st", "av", "lf", "ex", "fw", "fwg")]
+    return [p + suffix(name) for name in
+            ("pool", "stats", "open", "open_by_fill", "open_expiring", "weights", "slots")]
 
 
 def apikey(key_id: str) -> str:

@@ -15,10 +15,11 @@ import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from app import links
 from app.allocator import scripts
-from app.errors import Conflict, InvalidInput, NotFound
+from app.allocator.protocol import Call, Outcome, call_args, decode
+from app.errors import Conflict, GroupNotFound, InvalidInput, PoolNotFound
 from app.schemas import (
-    DEFAULT_STICKY_TTL_S,
     Fallback,
     GroupCreate,
     GroupPublic,
@@ -29,10 +30,11 @@ from app.schemas import (
     from_ms,
     to_ms,
 )
+from app.settings import Settings
 from app.store import keys
-from app.urls import UrlPolicy, check_target_url
+from app.store.schema import DEFAULT_STICKY_TTL_S, GROUP, POOL
+from app.urls import check_target_url
 
-DEFAULT_URLS = UrlPolicy()
 AnyRedis = aredis.Redis | RedisCluster
 
 
@@ -50,10 +52,11 @@ def _s(v: Any) -> str | None:
 
 class PoolStore:
     def __init__(
-        self, client: AnyRedis, *, shebang: bool, urls: UrlPolicy = DEFAULT_URLS
+        self, client: AnyRedis, *, shebang: bool, settings: Settings | None = None
     ) -> None:
         self.r = client
-        self.urls = urls
+        self.settings = settings or Settings()
+        self.urls = self.settings.url_policy
         self.shebang = shebang
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(scripts.source(name, shebang=shebang))
@@ -61,9 +64,9 @@ class PoolStore:
         }
 
     @classmethod
-    async def open(cls, client: AnyRedis, urls: UrlPolicy = DEFAULT_URLS) -> PoolStore:
+    async def open(cls, client: AnyRedis, settings: Settings | None = None) -> PoolStore:
         version = await server_version(client)
-        return cls(client, shebang=scripts.supports_shebang(version), urls=urls)
+        return cls(client, shebang=scripts.supports_shebang(version), settings=settings)
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> str:
         result = await self._scripts[name](keys=list(keys_), args=list(args))
@@ -72,29 +75,33 @@ class PoolStore:
     # pools
 
     def _pool_fields(self, data: PoolCreate | PoolUpdate) -> list[str]:
+        """The given fields as POOL name/value pairs for pool_put ('' removes a field)."""
         fields: dict[str, str] = {}
         given = data.model_fields_set
-        simple = {"name": "name", "strategy": "strategy", "status": "status", "mode": "mode"}
-        for attr, field in simple.items():
+        for attr in ("name", "strategy", "status", "mode"):
             if attr in given and getattr(data, attr) is not None:
-                fields[field] = str(getattr(data, attr))
-        for attr, field in (("valid_from", "vf"), ("valid_until", "vu")):
+                fields[attr] = str(getattr(data, attr))
+        for attr in ("valid_from", "valid_until"):
             if attr in given:
                 value = getattr(data, attr)
-                fields[field] = str(to_ms(value)) if value is not None else ""
+                fields[attr] = str(to_ms(value)) if value is not None else ""
         if "sticky_ttl_s" in given and data.sticky_ttl_s is not None:
-            fields["ttl"] = str(data.sticky_ttl_s)
+            fields["sticky_ttl"] = str(data.sticky_ttl_s)
         if "fallback" in given and data.fallback is not None:
             fb = data.fallback
-            fields["fb_url"] = (
+            fields["fallback_url"] = (
                 check_target_url(fb.url, self.urls, "fallback.url") if fb.url else ""
             )
-            fields["fb_msg"] = fb.message or ""
-            fields["fb_contact"] = (
+            fields["fallback_message"] = fb.message or ""
+            fields["fallback_contact"] = (
                 check_target_url(fb.contact_url, self.urls, "fallback.contact_url")
                 if fb.contact_url else ""
             )
         return [x for kv in fields.items() for x in kv]
+
+    async def _pool_put(self, pool_id: str, op: str, fields: Sequence[str]) -> str:
+        return await self._run("pool_put", [keys.pool(pool_id)], [keys.prefix(pool_id), op,
+                                                                  *fields])
 
     async def create_pool(self, data: PoolCreate) -> PoolPublic:
         # every field is written at create, so defaults are explicit in Redis
@@ -103,8 +110,9 @@ class PoolStore:
             if name != "id":
                 data.model_fields_set.add(name)
         now = int(time.time() * 1000)
-        args = ["create", *self._pool_fields(data), "created", str(now)]
-        result = await self._run("pool_put", [keys.pool(data.id)], args)
+        fields = [*self._pool_fields(data), "created", str(now),
+                  "draw_salt", secrets.token_hex(16)]
+        result = await self._pool_put(data.id, "create", fields)
         if result == "exists":
             raise Conflict(f"pool {data.id!r} already exists", {"pool_id": data.id})
         if result == "deleting":
@@ -121,35 +129,55 @@ class PoolStore:
         fields = self._pool_fields(data)
         result = "ok"
         if fields:
-            result = await self._run("pool_put", [keys.pool(pool_id)], ["update", *fields])
+            result = await self._pool_put(pool_id, "update", fields)
         if result != "ok":
-            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+            raise PoolNotFound(pool_id)
         return await self.get_pool(pool_id)
+
+    async def ensure_draw_salts(self) -> int:
+        """Give every pool made before weighted draws were salted a salt of its own (at
+        start-up; idempotent). Returns how many pools got one."""
+        ids = [str(_s(p)) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1)]
+        given = 0
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for pool_id in chunk:
+                    pipe.hexists(keys.pool(pool_id), POOL.stored("draw_salt"))
+                salted = await pipe.execute()
+            for pool_id, has in zip(chunk, salted, strict=True):
+                if not has:
+                    result = await self._pool_put(pool_id, "default",
+                                                  ["draw_salt", secrets.token_hex(16)])
+                    given += result == "ok"
+        return given
 
     async def set_status(self, pool_id: str, status: str) -> PoolPublic:
         return await self.update_pool(pool_id, PoolUpdate.model_validate({"status": status}))
 
     async def get_pool(self, pool_id: str, *, with_groups: bool = False) -> PoolPublic:
-        raw = {_s(k): _s(v) for k, v in (await self.r.hgetall(keys.pool(pool_id))).items()}
+        raw = POOL.decode(await self.r.hgetall(keys.pool(pool_id)))
         if "status" not in raw:
-            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+            raise PoolNotFound(pool_id)
         pool = PoolPublic(
             id=pool_id,
             name=raw.get("name") or "",
             strategy=raw.get("strategy", "fill"),  # type: ignore[arg-type]
             status=raw["status"],  # type: ignore[arg-type]
             mode=raw.get("mode", "redirect"),  # type: ignore[arg-type]
-            valid_from=from_ms(raw.get("vf")),
-            valid_until=from_ms(raw.get("vu")),
-            sticky_ttl_s=int(raw.get("ttl") or DEFAULT_STICKY_TTL_S),
+            valid_from=from_ms(raw.get("valid_from")),
+            valid_until=from_ms(raw.get("valid_until")),
+            sticky_ttl_s=int(raw.get("sticky_ttl") or DEFAULT_STICKY_TTL_S),
             fallback=Fallback(
-                url=raw.get("fb_url") or None,
-                message=raw.get("fb_msg") or None,
-                contact_url=raw.get("fb_contact") or None,
+                url=raw.get("fallback_url") or None,
+                message=raw.get("fallback_message") or None,
+                contact_url=raw.get("fallback_contact") or None,
             ),
             created_at=from_ms(raw.get("created")),
+            scan_url=links.scan_url(self.settings, pool_id),
         )
         if with_groups:
+            pool.poster_warning = links.poster_warning(self.settings)
             groups = await self.list_groups(pool_id)
             pool.groups = groups
             usable = [g for g in groups if g.enabled and not g.expired]
@@ -166,7 +194,7 @@ class PoolStore:
         for pid in ids:
             try:
                 pools.append(await self.get_pool(str(_s(pid))))
-            except NotFound:  # deleted between the two reads
+            except PoolNotFound:  # deleted between the two reads
                 continue
         return pools, int(await self.r.zcard(keys.POOLS_INDEX))
 
@@ -174,7 +202,7 @@ class PoolStore:
         """The pool hash goes first: from then on scans see an unknown pool and write nothing,
         and no group can be added; then its groups, indexes, stats and sticky records."""
         if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
-            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+            raise PoolNotFound(pool_id)
         gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
         doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
         for i in range(0, len(doomed), 500):
@@ -188,24 +216,22 @@ class PoolStore:
         if batch:
             await self.r.unlink(*batch)
         await self.r.zrem(keys.POOLS_INDEX, pool_id)
-        await self.r.delete(keys.prefix(pool_id) + "deleting")
+        await self.r.delete(keys.deleting(pool_id))
 
     async def next_group(self, pool_id: str) -> str | None:
         """The group the next new scan would get: the scan script run dry (it stops before its
         first write). For weighted pools this is one draw."""
-        vid = secrets.token_urlsafe(16)  # the weighted draw comes from the visitor id
-        reply = await self._scripts["scan"](
-            keys=[keys.pool(pool_id), keys.sticky(pool_id, vid)],
-            args=[keys.prefix(pool_id), vid, "", "1"],
-        )
-        if _s(reply[0]) != "peek":
+        vid = secrets.token_urlsafe(16)[:22]  # the weighted draw comes from the visitor id
+        ks, args = call_args(pool_id, vid, call=Call.PEEK)
+        decision = decode(await self._scripts["scan"](keys=ks, args=args))
+        if decision.outcome is not Outcome.PEEK:
             return None
-        return str(_s(reply[1])) or None
+        return decision.group_id or None
 
     async def visitor_group(self, pool_id: str, visitor_id: str) -> str | None:
         """The group a visitor is sticky to (the record holds the group's Fenwick slot)."""
         slot = await self.r.get(keys.sticky(pool_id, visitor_id))
-        gid = await self.r.hget(keys.prefix(pool_id) + "fwg", slot) if slot else None
+        gid = await self.r.hget(keys.slots(pool_id), slot) if slot else None
         return _s(gid)
 
     async def stats(self, pool_id: str) -> dict[str, int]:
@@ -218,22 +244,20 @@ class PoolStore:
     # groups
 
     def _group_fields(self, data: GroupCreate | GroupUpdate) -> list[str]:
+        """The given fields as GROUP name/value pairs for group_put ('' removes a field)."""
         given = data.model_fields_set
         fields: dict[str, str] = {}
         if data.url is not None and ("url" in given or isinstance(data, GroupCreate)):
             fields["url"] = check_target_url(data.url, self.urls)
         if isinstance(data, GroupCreate):
             given = given | {"name", "capacity", "weight", "enabled"}
-        if "name" in given and data.name is not None:
-            fields["name"] = data.name
-        if "capacity" in given and data.capacity is not None:
-            fields["cap"] = str(data.capacity)
-        if "weight" in given and data.weight is not None:
-            fields["w"] = str(data.weight)
+        for attr in ("name", "capacity", "weight"):
+            if attr in given and getattr(data, attr) is not None:
+                fields[attr] = str(getattr(data, attr))
         if "enabled" in given and data.enabled is not None:
-            fields["en"] = "1" if data.enabled else "0"
+            fields["enabled"] = "1" if data.enabled else "0"
         if "expires_at" in given:
-            fields["exp"] = str(to_ms(data.expires_at)) if data.expires_at else ""
+            fields["expires_at"] = str(to_ms(data.expires_at)) if data.expires_at else ""
         if "mode" in given:
             fields["mode"] = data.mode or ""
         return [x for kv in fields.items() for x in kv]
@@ -242,13 +266,14 @@ class PoolStore:
         """All or nothing: everything is validated and checked before the first write, and if a
         concurrent change still makes one create fail, the groups created so far are removed.
         Groups without an id get the next free g<N>, chosen inside the script."""
+        await self.get_pool(pool_id)
         prepared = [(g.id or "", self._group_fields(g)) for g in groups]
         chosen = [gid for gid, _ in prepared if gid]
-        twice = {gid for gid in chosen if chosen.count(gid) > 1}
-        if twice:
-            gid = sorted(twice)[0]
-            raise InvalidInput(f"group id {gid!r} given twice", {"group_id": gid})
-        await self.get_pool(pool_id)
+        seen: set[str] = set()
+        for gid in chosen:
+            if gid in seen:
+                raise InvalidInput(f"group id {gid!r} given twice", {"group_id": gid})
+            seen.add(gid)
         existing = await self._existing(pool_id, chosen)
         if existing:
             raise Conflict(f"group {existing[0]!r} already exists", {"group_id": existing[0]})
@@ -264,7 +289,7 @@ class PoolStore:
                 elif _s(reply) == "exists":
                     raise Conflict(f"group {gid!r} already exists", {"group_id": gid})
                 else:
-                    raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+                    raise PoolNotFound(pool_id)
         except BaseException:
             for gid in created:
                 await self._run("group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), gid])
@@ -286,25 +311,25 @@ class PoolStore:
 
     async def set_count(self, pool_id: str, group_id: str, count: int) -> GroupPublic:
         """Reset (0), or restore a count from an export."""
-        return await self._put(pool_id, group_id, ["c", str(count)])
+        return await self._put(pool_id, group_id, ["count", str(count)])
 
     def check_group(self, group: GroupCreate) -> None:
         """Validate a group as add_groups would, without writing anything."""
         self._group_fields(group)
 
     async def set_position(self, pool_id: str, group_id: str, position: int) -> GroupPublic:
-        return await self._put(pool_id, group_id, ["pos", str(position)])
+        return await self._put(pool_id, group_id, ["position", str(position)])
 
     async def _put(self, pool_id: str, group_id: str, fields: list[str]) -> GroupPublic:
         if not keys.GROUP_ID_RE.match(group_id):
-            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+            raise GroupNotFound(group_id)
         result = await self._run(
             "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id, "update", *fields]
         )
         if result == "no_pool":
-            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+            raise PoolNotFound(pool_id)
         if result == "not_found":
-            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+            raise GroupNotFound(group_id)
         return await self.get_group(pool_id, group_id)
 
     async def reorder_groups(self, pool_id: str, group_ids: Sequence[str]) -> list[GroupPublic]:
@@ -314,7 +339,7 @@ class PoolStore:
             "group_reorder", [keys.pool(pool_id)], [keys.prefix(pool_id), *group_ids]
         )
         if result == "no_pool":
-            raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+            raise PoolNotFound(pool_id)
         if result == "mismatch":
             raise InvalidInput("the list must name every group of the pool exactly once",
                                {"group_ids": list(group_ids)})
@@ -322,37 +347,43 @@ class PoolStore:
 
     async def delete_group(self, pool_id: str, group_id: str) -> None:
         if not keys.GROUP_ID_RE.match(group_id):
-            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+            raise GroupNotFound(group_id)
         result = await self._run(
             "group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id]
         )
         if result == "not_found":
-            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+            raise GroupNotFound(group_id)
 
     async def get_group(self, pool_id: str, group_id: str) -> GroupPublic:
         raw = {} if not keys.GROUP_ID_RE.match(group_id) else await self.r.hgetall(
             keys.group(pool_id, group_id)
         )
         if not raw:
-            raise NotFound(f"group {group_id!r} not found", {"group_id": group_id})
+            raise GroupNotFound(group_id)
         return _group(group_id, raw)
 
     async def list_groups(self, pool_id: str) -> list[GroupPublic]:
-        """In the operator's order: by position, ties by id."""
-        gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
+        """In the operator's order: by position, ties by id. PoolNotFound for no pool."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.pool(pool_id))
+            pipe.hvals(keys.slots(pool_id))
+            exists, slots = await pipe.execute()
+        if not exists:
+            raise PoolNotFound(pool_id)
+        gids = [str(_s(g)) for g in slots]
         async with self.r.pipeline(transaction=False) as pipe:
             for gid in gids:
                 pipe.hgetall(keys.group(pool_id, gid))
             raws = await pipe.execute()
-        groups = [(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
-        groups.sort(key=lambda g: (int(_s(g[1].get(b"pos", g[1].get("pos"))) or 0), g[0]))
-        return [_group(gid, raw) for gid, raw in groups]
+        groups = [_group(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
+        groups.sort(key=lambda g: (g.position, g.id))
+        return groups
 
 
 def _group(gid: str, raw: dict[Any, Any]) -> GroupPublic:
-    f = {str(_s(k)): str(_s(v)) for k, v in raw.items()}
-    count, cap = int(f.get("c", 0)), int(f.get("cap", 0))
-    expires = from_ms(f.get("exp"))
+    f = GROUP.decode(raw)
+    count, cap = int(f.get("count", 0)), int(f.get("capacity", 0))
+    expires = from_ms(f.get("expires_at"))
     return GroupPublic(
         id=gid,
         name=f.get("name", ""),
@@ -363,8 +394,8 @@ def _group(gid: str, raw: dict[Any, Any]) -> GroupPublic:
         fill_ratio=round(count / cap, 4) if cap else 1.0,
         expires_at=expires,
         expired=expires is not None and expires.timestamp() * 1000 <= time.time() * 1000,
-        weight=int(f.get("w", 1)),
-        enabled=f.get("en") == "1",
+        weight=int(f.get("weight", 1)),
+        enabled=f.get("enabled") == "1",
         mode=f.get("mode") or None,  # type: ignore[arg-type]
-        position=int(f.get("pos", 0)),
+        position=int(f.get("position", 0)),
     )

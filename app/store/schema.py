@@ -1,0 +1,173 @@
+"""The data model: every Redis key of a pool and every field of its hashes, with who writes it.
+
+This is the one description of what livecode stores. The Python side reads and writes fields
+through it, and the Lua scripts get it as tables (`POOL.valid_from` is the pool hash's `vf`
+field, `KEY.open` the suffix of the open-groups index), compiled into their prelude by
+`app/allocator/scripts.py`. Stored names stay short: they are repeated in every group's hash.
+
+Every key of a pool starts with `lc:{<pool_id>}:`: the hash tag puts all of them in one Redis
+Cluster slot, so a script that touches one pool never touches another slot. Keys of no pool
+(the pool index, API keys, webhooks, console sessions) are in `app/store/keys.py`.
+
+Writers are the scripts in app/allocator/ (`scan`, `group_put`, ...) and, for the fields no
+script needs to keep consistent, the service layer (`app/store/pools.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # what the code calls it: Python attribute, Lua table key
+    stored: str  # the hash field in Redis
+    doc: str
+    writers: tuple[str, ...]
+
+
+class Hash:
+    """The fields of one kind of hash, by the name the code uses."""
+
+    def __init__(self, key: str, doc: str, fields: tuple[Field, ...]) -> None:
+        self.key = key  # the key's suffix after the pool prefix
+        self.doc = doc
+        self.fields = fields
+        self._by_name = {f.name: f for f in fields}
+        self._by_stored = {f.stored: f for f in fields}
+
+    def stored(self, name: str) -> str:
+        return self._by_name[name].stored
+
+    def decode(self, raw: Mapping[Any, Any]) -> dict[str, str]:
+        """An HGETALL reply as {name: value}; unknown stored fields are left out."""
+        out: dict[str, str] = {}
+        by_stored = self._by_stored
+        for k, v in raw.items():
+            field = by_stored.get(k.decode() if isinstance(k, bytes) else k)
+            if field is not None:
+                out[field.name] = v.decode() if isinstance(v, bytes) else str(v)
+        return out
+
+    def encode(self, values: Mapping[str, str]) -> list[str]:
+        """{name: value} as stored field/value pairs, for HSET or a script's arguments."""
+        return [x for name, v in values.items() for x in (self.stored(name), v)]
+
+
+def _f(name: str, stored: str, doc: str, *writers: str) -> Field:
+    return Field(name, stored, doc, writers)
+
+
+POOL = Hash("pool", "One per pool: its settings and the allocator's running state.", (
+    _f("status", "status", "active | paused; absent: no such pool", "pool_put"),
+    _f("name", "name", "shown on the pages a scan lands on", "pool_put"),
+    _f("strategy", "strategy", "fill | round_robin | weighted | least_filled", "pool_put"),
+    _f("mode", "mode", "redirect | page: the default of groups without their own", "pool_put"),
+    _f("valid_from", "vf", "epoch ms before which scans get 'not started'; absent: none",
+       "pool_put"),
+    _f("valid_until", "vu", "epoch ms from which scans get 'ended'; absent: none", "pool_put"),
+    _f("sticky_ttl", "ttl", "seconds a visitor keeps their group (sticky record TTL)",
+       "pool_put"),
+    _f("fallback_url", "fb_url", "where scans go when no group has room", "pool_put"),
+    _f("fallback_message", "fb_msg", "or the message shown then", "pool_put"),
+    _f("fallback_contact", "fb_contact", "and a contact URL shown as a QR code", "pool_put"),
+    _f("created", "created", "epoch ms", "pool_put"),
+    _f("draw_salt", "salt", "secret mixed into the weighted draw, so that a client cannot "
+       "choose its group by choosing its visitor id", "pool_put"),
+    _f("next_expiry", "exn", "the earliest expiry in `open_expiring`, cached so that a scan "
+       "reads that index only once some group may have expired; absent: none expires",
+       "scan", "group_put", "group_delete"),
+    _f("rr_cursor", "rr", "round_robin: the position of the last group picked",
+       "scan", "group_reorder"),
+    _f("slots", "fwn", "Fenwick tree size: group slots ever handed out (never reused)",
+       "group_put"),
+    _f("weight_total", "fwt", "sum of the weights of the open groups (weighted draw)",
+       "scan", "group_put", "group_delete"),
+    _f("last_position", "seq", "the highest group position handed out", "group_put",
+       "group_reorder"),
+    _f("group_seq", "gseq", "the last N of the automatic group ids g<N>", "group_put"),
+))
+
+GROUP = Hash("g:", "One per group (key suffix g:<group id>): an invite link and its count.", (
+    _f("name", "name", "the operator's label", "group_put"),
+    _f("url", "url", "the invite link a scan is sent to (validated, ASCII)", "group_put"),
+    _f("capacity", "cap", "scans this group may get", "group_put"),
+    _f("count", "c", "scans it got: only the scan script adds to it", "scan", "group_put"),
+    _f("expires_at", "exp", "epoch ms when its code stops working; absent: never",
+       "group_put"),
+    _f("weight", "w", "its share in a weighted pool", "group_put"),
+    _f("enabled", "en", "'1' or '0'", "group_put"),
+    _f("mode", "mode", "redirect | page; absent: the pool's", "group_put"),
+    _f("position", "pos", "its place in the operator's order (fill, round_robin)",
+       "group_put", "group_reorder"),
+    _f("slot", "fi", "its Fenwick slot, fixed for life; sticky records hold it",
+       "group_put"),
+))
+
+# Every key of a pool after its prefix `lc:{<pool_id>}:`, by the name the code uses. A group
+# is *open* while it is enabled, has room and has not expired: the three indexes hold exactly
+# the open groups, so that every strategy picks in O(log n) (app/allocator/lib.lua keeps them).
+KEYS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # name: (suffix, what it holds, writers)
+    "pool": ("pool", "hash: POOL", ("pool_put", "pool_delete", "scan", "group_put")),
+    "group": ("g:", "hash per group (+ group id): GROUP", ("group_put", "scan",
+                                                           "group_delete")),
+    "open": ("av", "zset: open group id -> position (fill, round_robin)",
+             ("scan", "group_put", "group_delete", "group_reorder")),
+    "open_by_fill": ("lf", "zset: open group id -> count / capacity (least_filled; kept "
+                     "fresh only while the pool is least_filled)",
+                     ("scan", "group_put", "group_delete", "pool_put")),
+    "open_expiring": ("ex", "zset: open group id -> expires_at, for groups that expire",
+                      ("scan", "group_put", "group_delete")),
+    "weights": ("fw", "hash: Fenwick tree node -> weight sum of the open groups in its "
+                "range (weighted)", ("scan", "group_put", "group_delete")),
+    "slots": ("fwg", "hash: slot -> group id, for every group of the pool: the index of all "
+              "its groups", ("group_put", "group_delete")),
+    "stats": ("st", "hash: running totals: 'new' (allocations without a channel), "
+              "'n:<channel>' (with one; at most 256 fields, then 'n:~other'), 'fallback'",
+              ("scan",)),
+    "sticky": ("v:", "string per visitor (+ visitor id): the slot of the group they got; "
+               "expires after the pool's sticky_ttl", ("scan",)),
+    "rate_limit": ("rl:", "string per client and minute (+ client:minute): new allocations, "
+                   "when LIVECODE_SCAN_RATE_LIMIT_PER_MIN is on; expires after 120 s",
+                   ("scan",)),
+    "deleting": ("deleting", "string: set while a delete of the pool is under way; a pool "
+                 "of that id cannot be created meanwhile (expires after 600 s)",
+                 ("pool_delete", "service layer")),
+}
+
+DEFAULT_CAPACITY = 200
+DEFAULT_STICKY_TTL_S = 7 * 24 * 3600
+DEFAULT_WEIGHT = 1
+STATS_CHANNEL_FIELDS = 256  # per pool, then channels count as '~other'
+
+
+def suffix(name: str) -> str:
+    return KEYS[name][0]
+
+
+def lua_prelude(constants: Iterable[tuple[str, Mapping[str, str]]] = ()) -> str:
+    """The schema as Lua tables, for the scripts: POOL and GROUP map names to stored fields,
+    KEY names to key suffixes; `constants` adds more tables (the script protocol's)."""
+    tables: list[tuple[str, Mapping[str, str]]] = [
+        ("POOL", {f.name: f.stored for f in POOL.fields}),
+        ("GROUP", {f.name: f.stored for f in GROUP.fields}),
+        ("KEY", {name: v[0] for name, v in KEYS.items()}),
+        ("DEFAULT", {"capacity": str(DEFAULT_CAPACITY), "sticky_ttl": str(DEFAULT_STICKY_TTL_S),
+                     "weight": str(DEFAULT_WEIGHT),
+                     "stats_channel_fields": str(STATS_CHANNEL_FIELDS)}),
+        *constants,
+    ]
+    lines = ["-- Generated from app/store/schema.py and app/allocator/protocol.py."]
+    for table, entries in tables:
+        body = ", ".join(f"{k} = {_lua_string(v)}" for k, v in entries.items())
+        lines.append(f"local {table} = {{{body}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _lua_string(value: str) -> str:
+    if not all(c.isalnum() or c in "_:-~.| " for c in value):
+        raise ValueError(f"not a plain Lua string: {value!r}")
+    return f"'{value}'"
