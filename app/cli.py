@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from app import __version__, cli_admin
+from app import __version__, cli_admin, links
 from app.embedded import redis_for
 from app.errors import Conflict
 from app.runtime import connect
@@ -23,8 +23,8 @@ from app.store.pools import AnyRedis, PoolStore
 DEMO_POOL = "demo"
 
 
-async def seed_demo(client: AnyRedis, public_base: str) -> str:
-    store = await PoolStore.open(client)
+async def seed_demo(client: AnyRedis, settings: Settings) -> str:
+    store = await PoolStore.open(client, settings)
     try:
         await store.create_pool(
             PoolCreate(
@@ -45,10 +45,10 @@ async def seed_demo(client: AnyRedis, public_base: str) -> str:
         )
     except Conflict:
         pass
-    return f"{public_base}/s/{DEMO_POOL}"
+    return links.scan_url(settings, DEMO_POOL)
 
 
-async def prepare(settings: Settings, *, initial_key: bool, demo_base: str | None) -> None:
+async def prepare(settings: Settings, *, initial_key: bool, demo: bool) -> None:
     """Before serving: the first admin key on a new embedded store, and the demo pool."""
     client, fast = await connect(settings)
     try:
@@ -56,8 +56,11 @@ async def prepare(settings: Settings, *, initial_key: bool, demo_base: str | Non
             secret = await ApiKeyStore(client).ensure_initial_admin()
             if secret:
                 click.echo(f"admin API key (shown once, store it now): {secret}")
-        if demo_base:
-            click.echo(f"demo live code: {await seed_demo(client, demo_base)}")
+        if demo:
+            click.echo(f"demo live code: {await seed_demo(client, settings)}")
+        warning = links.poster_warning(settings)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
     finally:
         await fast.close()
         await client.aclose()
@@ -99,8 +102,7 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
         if url:
             os.environ["LIVECODE_REDIS_URL"] = url
             settings = settings.model_copy(update={"redis_url": url})
-        base = settings.public_url or f"http://{settings.host}:{settings.port}"
-        asyncio.run(prepare(settings, initial_key=embedded, demo_base=base if demo else None))
+        asyncio.run(prepare(settings, initial_key=embedded, demo=demo))
         common = dict(
             host=settings.host, port=settings.port, loop="uvloop", http="httptools",
             interface="asgi3",
@@ -131,9 +133,8 @@ def demo() -> None:
     """Seed the demo pool into the configured (or embedded) Redis."""
     settings = Settings()
     with redis_for(settings) as (url, _):
-        base = settings.public_url or f"http://{settings.host}:{settings.port}"
         settings = settings.model_copy(update={"redis_url": url or None})
-        asyncio.run(prepare(settings, initial_key=False, demo_base=base))
+        asyncio.run(prepare(settings, initial_key=False, demo=True))
 
 
 for _command in cli_admin.COMMANDS:

@@ -11,15 +11,14 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 import redis.asyncio as aredis
 from pydantic import ValidationError
 
-from app import qr
+from app import links, qr
 from app.embedded import redis_for
 from app.errors import InvalidInput, LivecodeError, validation_details
 from app.runtime import connect
@@ -27,15 +26,20 @@ from app.schemas import (
     GroupCreate,
     GroupPublic,
     GroupUpdate,
+    Mode,
     PoolCreate,
     PoolPublic,
+    Strategy,
 )
 from app.settings import Settings
-from app.store.apikeys import ApiKeyStore
+from app.store import backup
+from app.store.apikeys import SCOPES, ApiKeyStore
 from app.store.pools import PoolStore
+from app.store.schema import DEFAULT_CAPACITY
 
 T = TypeVar("T")
-EXPORT_VERSION = 1
+STRATEGIES = click.Choice(get_args(Strategy))
+MODES = click.Choice(get_args(Mode))
 
 
 @dataclass
@@ -52,7 +56,7 @@ def run(action: Callable[[Stores], Awaitable[T]]) -> T:
     async def go(url: str) -> T:
         client, fast = await connect(settings.model_copy(update={"redis_url": url or None}), 5)
         try:
-            pools = await PoolStore.open(client, settings.url_policy)
+            pools = await PoolStore.open(client, settings)
             return await action(Stores(pools, ApiKeyStore(client), settings))
         finally:
             await fast.close()
@@ -88,7 +92,7 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--scope", type=click.Choice(["admin", "read"]), required=True)
+@click.option("--scope", type=click.Choice(SCOPES), required=True)
 @click.option("--name", default="")
 def keys_create(scope: str, name: str) -> None:
     """Create a key and print it once."""
@@ -138,9 +142,8 @@ def pools_list(as_json: bool) -> None:
 @pools.command("create")
 @click.argument("pool_id")
 @click.option("--name", default="")
-@click.option("--strategy", type=click.Choice(["fill", "round_robin", "weighted", "least_filled"]),
-              default="fill")
-@click.option("--mode", type=click.Choice(["redirect", "page"]), default="redirect")
+@click.option("--strategy", type=STRATEGIES, default="fill")
+@click.option("--mode", type=MODES, default="redirect")
 @click.option("--fallback-url", default=None, help="redirect here when every group is full")
 @click.option("--fallback-message", default=None, help="or show this message")
 @click.option("--fallback-contact", default=None, help="and this contact URL as a QR code")
@@ -203,10 +206,10 @@ def _group_fields(**options: Any) -> dict[str, Any]:
 _group_options = [
     click.option("--id", "group_id", default=None),
     click.option("--name", default=None),
-    click.option("--capacity", type=int, default=None, help="default 200"),
+    click.option("--capacity", type=int, default=None, help=f"default {DEFAULT_CAPACITY}"),
     click.option("--expires-at", default=None, help="ISO 8601 time"),
     click.option("--weight", type=int, default=None),
-    click.option("--mode", type=click.Choice(["redirect", "page"]), default=None),
+    click.option("--mode", type=MODES, default=None),
 ]
 
 
@@ -245,11 +248,7 @@ def groups_upload(pool_id: str, image: Path, group_id: str | None, **options: An
 @click.argument("pool_id")
 @click.option("--json", "as_json", is_flag=True)
 def groups_list(pool_id: str, as_json: bool) -> None:
-    async def action(s: Stores) -> list[GroupPublic]:
-        await s.pools.get_pool(pool_id)
-        return await s.pools.list_groups(pool_id)
-
-    found = run(action)
+    found = run(lambda s: s.pools.list_groups(pool_id))
     if as_json:
         echo_json([dump(g) for g in found])
         return
@@ -292,10 +291,12 @@ def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> N
 
     async def action(s: Stores) -> str:
         await s.pools.get_pool(pool_id)
-        base = s.settings.public_url or f"http://{s.settings.host}:{s.settings.port}"
-        return f"{base.rstrip('/')}/s/{pool_id}"
+        return links.scan_url(s.settings, pool_id)
 
     url = run(action)
+    warning = links.poster_warning(Settings())
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     draw = qr.qr_svg if output.suffix.lower() == ".svg" else qr.qr_png
     try:
         output.write_bytes(draw(url, scale=scale, border=border, error=error))
@@ -309,27 +310,13 @@ def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> N
               help="file (default: stdout)")
 def export_cmd(output: Path | None) -> None:
     """Every pool with its groups and counts, as JSON (API keys are not exported)."""
-
-    async def action(s: Stores) -> dict[str, Any]:
-        found, _ = await s.pools.list_pools(limit=1_000_000)
-        out = []
-        for p in found:
-            pool = dump(p)
-            pool["groups"] = [dump(g) for g in await s.pools.list_groups(p.id)]
-            out.append(pool)
-        return {"version": EXPORT_VERSION, "exported_at": datetime.now(UTC).isoformat(),
-                "pools": out}
-
-    text = json.dumps(run(action), indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(run(lambda s: backup.export_all(s.pools)), indent=2, ensure_ascii=False,
+                      default=str)
     if output is None:
         click.echo(text)
     else:
         output.write_text(text + "\n", encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
-
-
-POOL_FIELDS = set(PoolCreate.model_fields)
-GROUP_FIELDS = set(GroupCreate.model_fields)
 
 
 @click.command("import")
@@ -339,40 +326,13 @@ def import_cmd(source: Any, replace: bool) -> None:
     """Load an export: pools, groups (in order) and counts. Everything is checked first; an
     existing pool is an error unless --replace."""
     try:
-        doc = json.load(source)
-        if not isinstance(doc, dict) or doc.get("version") != EXPORT_VERSION:
-            raise ValueError(f"not a livecode export (version {EXPORT_VERSION})")
-        plan: list[tuple[PoolCreate, list[tuple[GroupCreate, int]]]] = []
-        for raw in doc["pools"]:
-            pool = PoolCreate.model_validate({k: v for k, v in raw.items() if k in POOL_FIELDS})
-            groups = [
-                (GroupCreate.model_validate({k: v for k, v in g.items() if k in GROUP_FIELDS}),
-                 int(g.get("count", 0)))
-                for g in raw.get("groups", [])
-            ]
-            plan.append((pool, groups))
-    except (ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
+        plan = backup.parse_export(json.load(source))
+    except ValueError as exc:  # not JSON
         raise click.ClickException(f"invalid export: {exc}") from None
-
-    async def action(s: Stores) -> int:
-        existing = {p.id for p in (await s.pools.list_pools(limit=1_000_000))[0]}
-        clash = [pool.id for pool, _ in plan if pool.id in existing]
-        if clash and not replace:
-            raise InvalidInput(f"pools already exist: {', '.join(clash)} (use --replace)")
-        for _pool, groups in plan:
-            for group, _ in groups:  # URL checks for everything before any write
-                s.pools.check_group(group)
-        for pool, groups in plan:
-            if pool.id in existing:
-                await s.pools.delete_pool(pool.id)
-            await s.pools.create_pool(pool)
-            await s.pools.add_groups(pool.id, [g for g, _ in groups])
-            for group, count in groups:
-                if count:
-                    await s.pools.set_count(pool.id, str(group.id), count)
-        return len(plan)
-
-    n = run(action)
+    except InvalidInput as exc:
+        detail = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
+        raise click.ClickException(f"invalid export: {exc.message}{detail}") from None
+    n = run(lambda s: backup.apply_import(s.pools, plan, replace=replace))
     click.echo(f"imported {n} pool(s)", err=True)
 
 

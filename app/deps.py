@@ -6,7 +6,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 
-from app.errors import NotFound
+from app.errors import PoolNotFound
 from app.runtime import Runtime
 from app.schemas import ErrorBody
 from app.store.keys import POOL_ID_RE
@@ -24,7 +24,7 @@ def get_store(request: Request) -> PoolStore:
 def pool_id_or_404(pool_id: str) -> str:
     """A malformed id names no pool; it must never reach a key name (hash tags)."""
     if POOL_ID_RE.match(pool_id) is None:
-        raise NotFound(f"pool {pool_id!r} not found", {"pool_id": pool_id})
+        raise PoolNotFound(pool_id)
     return pool_id
 
 

@@ -13,7 +13,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from app import qr
 from app.auth import AdminKey, ReadKey
 from app.deps import ERROR_RESPONSES, StoreDep, pool_id_or_404
-from app.errors import InvalidInput
+from app.errors import InvalidInput, PayloadTooLarge
 from app.schemas import GroupCreate, GroupOrder, GroupPublic, GroupUpdate
 
 router = APIRouter(
@@ -37,9 +37,7 @@ async def add_groups(
 
 @router.get("")
 async def list_groups(pool_id: str, store: StoreDep, _: ReadKey) -> list[GroupPublic]:
-    pool_id = pool_id_or_404(pool_id)
-    await store.get_pool(pool_id)
-    return await store.list_groups(pool_id)
+    return await store.list_groups(pool_id_or_404(pool_id))
 
 
 @router.post("/reorder")
@@ -101,7 +99,7 @@ async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
     """The form, read with a hard cap: an oversized body is refused before it is read whole."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > UPLOAD_BODY_LIMIT:
-        raise qr.PayloadTooLarge("upload larger than 2 MB", {"max_bytes": qr.MAX_UPLOAD_BYTES})
+        raise PayloadTooLarge("upload larger than 2 MB", {"max_bytes": qr.MAX_UPLOAD_BYTES})
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("send the image as multipart/form-data with a 'file' field")
 
@@ -110,7 +108,7 @@ async def _read_upload(request: Request) -> tuple[dict[str, Any], bytes]:
         async for chunk in request.stream():
             total += len(chunk)
             if total > UPLOAD_BODY_LIMIT:
-                raise qr.PayloadTooLarge("upload larger than 2 MB",
+                raise PayloadTooLarge("upload larger than 2 MB",
                                          {"max_bytes": qr.MAX_UPLOAD_BYTES})
             yield chunk
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from app import qr
+from app import links, qr
 from app.auth import AdminKey, ReadKey
 from app.deps import ERROR_RESPONSES, RuntimeDep, StoreDep, pool_id_or_404
 from app.schemas import PoolCreate, PoolList, PoolPublic, PoolUpdate
@@ -63,11 +63,6 @@ QrBorder = Annotated[int, Query(ge=0, le=20, description="quiet zone, in modules
 QrError = Annotated[str, Query(pattern="^[lmqhLMQH]$", description="error correction level")]
 
 
-def scan_url(request: Request, rt: RuntimeDep, pool_id: str) -> str:
-    base = rt.settings.public_url or str(request.base_url)
-    return f"{base.rstrip('/')}/s/{pool_id}"
-
-
 @router.get(
     "/{pool_id}/qr.{fmt}",
     response_class=Response,
@@ -76,7 +71,6 @@ def scan_url(request: Request, rt: RuntimeDep, pool_id: str) -> str:
 async def poster_qr(
     pool_id: str,
     fmt: Literal["png", "svg"],
-    request: Request,
     rt: RuntimeDep,
     _: ReadKey,
     scale: QrScale = 10,
@@ -84,10 +78,16 @@ async def poster_qr(
     error: QrError = "m",
 ) -> Response:
     """The poster QR (qr.png or qr.svg) of the pool's public scan URL: LIVECODE_PUBLIC_URL, by
-    default this server's own address."""
+    default the address the service is bound to (never the request's Host header). When that
+    address is one phones cannot reach (loopback), the `Livecode-Warning` header says so."""
     await rt.store.get_pool(pool_id_or_404(pool_id))
-    url = scan_url(request, rt, pool_id)
+    url = links.scan_url(rt.settings, pool_id)
+    headers = {}
+    warning = links.poster_warning(rt.settings)
+    if warning:
+        headers["Livecode-Warning"] = warning
     if fmt == "svg":
         svg = qr.qr_svg(url, scale=scale, border=border, error=error)
-        return Response(svg, media_type="image/svg+xml")
-    return Response(qr.qr_png(url, scale=scale, border=border, error=error), media_type="image/png")
+        return Response(svg, media_type="image/svg+xml", headers=headers)
+    png = qr.qr_png(url, scale=scale, border=border, error=error)
+    return Response(png, media_type="image/png", headers=headers)

@@ -1,0 +1,54 @@
+"""The public scan URL of a pool: what posters encode. It comes only from the configuration
+(LIVECODE_PUBLIC_URL, else the bind address), never from a request's Host header, which any
+client can set."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import quote, urlsplit
+
+from app.settings import Settings
+
+SCAN_PATH = "/s/"
+
+
+def public_base(settings: Settings) -> str:
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def scan_url(settings: Settings, pool_id: str, channel: str = "") -> str:
+    url = public_base(settings) + SCAN_PATH + pool_id
+    return f"{url}?ch={quote(channel, safe='')}" if channel else url
+
+
+def unreachable_reason(url: str) -> str | None:
+    """Why phones cannot open `url` (a loopback or unspecified address), else None."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "loopback"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified:
+        return "unspecified"
+    return None
+
+
+def poster_warning(settings: Settings) -> str | None:
+    """A sentence for operators when posters would encode an address no phone can reach."""
+    base = public_base(settings)
+    reason = unreachable_reason(base)
+    if reason is None:
+        return None
+    what = "a loopback address" if reason == "loopback" else "not a reachable address"
+    return (f"the poster URL {base} is {what}: phones cannot open it. Set "
+            "LIVECODE_PUBLIC_URL to the address people reach this service at, e.g. "
+            "https://qr.example.com")
