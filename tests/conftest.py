@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from app.embedded import RedisProcess, free_port
+from tests.api_helpers import Api, open_api
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,10 @@ def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
         if server.proc is not None and server.proc.poll() is None:
             server.resume()
         server.kill()
+
+
+@pytest.fixture
+async def api(redis_url: str) -> AsyncIterator[Api]:
+    """The admin API app in process on the shared server (tests/test_api_*.py)."""
+    async for a in open_api(redis_url):
+        yield a
