@@ -10,6 +10,7 @@ import redis
 
 from app.embedded import RedisProcess, free_port
 from tests.api_helpers import Api, open_api
+from tests.helpers import Core, open_core
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,10 @@ async def api(redis_url: str) -> AsyncIterator[Api]:
     """The admin API app in process on the shared server (tests/test_api_*.py)."""
     async for a in open_api(redis_url):
         yield a
+
+
+@pytest.fixture
+async def core(redis_url: str) -> AsyncIterator[Core]:
+    """The store, the scan path's client and the allocator on the shared server."""
+    async with open_core(redis_url) as c:
+        yield c

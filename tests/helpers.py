@@ -16,6 +16,10 @@ from app.store import keys
 from app.store.fastredis import PipelinedRedis
 from app.store.pools import PoolStore
 
+STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
+# the alphabet of visitor ids (base64url); the weighted draw reads their first 4 characters
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 
 @dataclass
 class Core:

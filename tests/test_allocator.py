@@ -15,15 +15,7 @@ import pytest
 
 from app.schemas import GroupCreate, GroupUpdate, PoolUpdate
 from app.store import keys
-from tests.helpers import Core, counts, open_core, seed, snapshot
-
-STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
-
-
-@pytest.fixture
-async def core(redis_url: str) -> Core:  # type: ignore[misc]
-    async with open_core(redis_url) as c:
-        yield c
+from tests.helpers import STRATEGIES, Core, counts, seed, snapshot
 
 
 def visitor() -> str:

@@ -18,6 +18,7 @@ from tests.api_helpers import (
     iso,
     pool_keys_in_redis,
 )
+from tests.helpers import STRATEGIES
 
 ADMIN_IN_FLIGHT = 200  # every admin request of the storm at once: the pool waits, never fails
 
@@ -63,7 +64,7 @@ async def _admin_storm(api: Api, rng: random.Random, n: int) -> list[httpx.Respo
     return list(await asyncio.gather(*ops))
 
 
-@pytest.mark.parametrize("strategy", ["fill", "round_robin", "weighted", "least_filled"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_concurrent_admin_edits_never_corrupt_a_pool(api: Api, strategy: str) -> None:
     rng = random.Random(f"storm-{strategy}")
     await api.make_pool("pool-a", [

@@ -38,7 +38,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpdate
 from app.store import keys
 from app.urls import MAX_URL_LENGTH, UrlPolicy, check_target_url
-from tests.helpers import Core, open_core, snapshot
+from tests.helpers import B64, STRATEGIES, Core, open_core, snapshot
 
 T = TypeVar("T")
 
@@ -397,9 +397,7 @@ def test_fallback_urls_are_stored_as_validated(redis_url: str, url: str) -> None
 # 3. The pool/group lifecycle: a state machine against a model, on the real Redis
 # =================================================================================================
 
-STRATEGIES = ("fill", "round_robin", "weighted", "least_filled")
 EXPIRIES = ("none", "past", "future")
-B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def _expiry(kind: str) -> datetime | None:

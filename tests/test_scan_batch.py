@@ -18,17 +18,9 @@ from app.allocator import scripts
 from app.allocator.engine import decide
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.store import keys
-from tests.helpers import Core, counts, open_core, seed
+from tests.helpers import B64, STRATEGIES, Core, counts, seed
 
-STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
-B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 CHANNELS = ["", "", "", "poster", "ad", "post"]
-
-
-@pytest.fixture
-async def core(redis_url: str) -> Core:  # type: ignore[misc]
-    async with open_core(redis_url) as c:
-        yield c
 
 
 def _text(reply: Any) -> Any:

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from app.schemas import Fallback, GroupUpdate, PoolUpdate
 from app.settings import Settings
-from tests.helpers import Core, counts, open_core, seed, snapshot
+from tests.helpers import Core, counts, seed, snapshot
 
 BOTS = [
     "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
@@ -38,12 +38,6 @@ HUMANS = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
 ]
-
-
-@pytest.fixture
-async def core(redis_url: str) -> AsyncIterator[Core]:
-    async with open_core(redis_url) as c:
-        yield c
 
 
 @pytest.fixture
