@@ -19,7 +19,7 @@ from app.schemas import GroupCreate, PoolCreate
 from app.settings import Settings
 from app.store import keys
 from app.store.fastredis import PipelinedRedis, ScanClient
-from app.store.pools import AnyRedis, PoolStore
+from app.store.pools import AnyRedis, PoolStore, server_version
 from app.store.topology import ClusterScanClient
 
 STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
@@ -125,19 +125,67 @@ async def counts(client: aredis.Redis, pool_id: str = "pool-a") -> dict[str, int
     return {gid: int(await client.hget(keys.group(pool_id, gid), "c") or 0) for gid in gids}
 
 
-async def snapshot(client: aredis.Redis) -> dict[bytes, Any]:
-    """Every key with its type and value, to prove that nothing changed."""
+class ExpiresAt:
+    """When a key expires (unix ms), as snapshot() records it. Exact when the server has
+    PEXPIRETIME (Redis 7+); before that, the local clock plus PTTL, equal within ESTIMATED_MS."""
+
+    ESTIMATED_MS = 250
+
+    def __init__(self, ms: int, exact: bool) -> None:
+        self.ms, self.exact = ms, exact
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExpiresAt):
+            return NotImplemented
+        slack = 0 if self.exact and other.exact else self.ESTIMATED_MS
+        return abs(self.ms - other.ms) <= slack
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ExpiresAt({self.ms}{'' if self.exact else '~'})"
+
+
+async def _expires_at(client: AnyRedis, key: bytes, exact: bool) -> ExpiresAt | bool | None:
+    """The key's expiry; None: none; False: the key is gone."""
+    if exact:
+        at = int(await client.pexpiretime(key))
+    else:
+        pttl = int(await client.pttl(key))
+        at = pttl if pttl < 0 else int(time.time() * 1000) + pttl
+    if at == -2:
+        return False
+    return None if at == -1 else ExpiresAt(at, exact)
+
+
+async def snapshot(client: AnyRedis) -> dict[bytes, Any]:
+    """Every key with its type, its value (every type) and when it expires, to prove that
+    nothing changed: a TTL set, refreshed or removed shows as well as a changed value."""
     out: dict[bytes, Any] = {}
+    exact = int(str(await server_version(client)).split(".")[0]) >= 7  # PEXPIRETIME
     async for key in client.scan_iter(count=1000):
         kind = (await client.type(key)).decode()
+        value: Any
         if kind == "string":
-            out[key] = await client.get(key)
+            value = await client.get(key)
         elif kind == "hash":
-            out[key] = await client.hgetall(key)
+            value = await client.hgetall(key)
         elif kind == "zset":
-            out[key] = await client.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = kind
+            value = await client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            value = sorted(await client.smembers(key))
+        elif kind == "list":
+            value = await client.lrange(key, 0, -1)
+        elif kind == "stream":
+            value = await client.xrange(key)
+        elif kind == "none":  # expired or deleted since SCAN returned it
+            continue
+        else:  # a module's type: its serialized form
+            value = await client.dump(key)
+        expires = await _expires_at(client, key, exact)
+        if expires is False:
+            continue
+        out[key] = (kind, value, expires)
     return out
 
 
