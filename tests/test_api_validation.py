@@ -23,6 +23,8 @@ BAD_URLS = [
     pytest.param("//chat.example.com/g", id="scheme-relative"),
     pytest.param("https://a@b.example/g", id="userinfo"),
     pytest.param("https://user:pw@b.example/g", id="userinfo-password"),
+    pytest.param("https://@b.example/g", id="empty-userinfo"),
+    pytest.param("https://:pw@b.example/g", id="userinfo-password-only"),
     pytest.param("https://chat.example.com/g\r\nSet-Cookie: x=1", id="crlf"),
     pytest.param("https://chat.example.com/a b", id="space"),
     pytest.param(" https://chat.example.com/g", id="leading-space"),

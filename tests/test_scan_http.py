@@ -87,7 +87,8 @@ async def test_page_mode_shows_a_long_pressable_qr_and_a_link(
     assert r.headers["content-type"].startswith("text/html")
     assert r.headers["cache-control"] == "no-store"
     assert '<img src="data:image/png;base64,' in r.text
-    assert 'href="https://weixin.qq.com/g/AbC%3Cx%3E"' in r.text or "AbC&lt;x&gt;" in r.text
+    # stored as given (it is ASCII), HTML-escaped in the page's link
+    assert 'href="https://weixin.qq.com/g/AbC&lt;x&gt;"' in r.text
     assert "<x>" not in r.text
     assert await counts(core.redis) == {"g1": 1}
 
@@ -96,10 +97,15 @@ async def test_pool_mode_applies_to_groups_without_their_own(
     core: Core, client: httpx.AsyncClient
 ) -> None:
     await seed(core.store, mode="page", groups=[{}])
-    assert (await client.get("/s/pool-a")).status_code == 200
+    page = await client.get("/s/pool-a")
+    assert page.status_code == 200 and "location" not in page.headers
+    assert '<img src="data:image/png;base64,' in page.text
+    assert 'href="https://chat.example.com/g1"' in page.text
     await core.store.update_group("pool-a", "g1", GroupUpdate(mode="redirect"))
     client.cookies.clear()
-    assert (await client.get("/s/pool-a")).status_code == 302
+    r = await client.get("/s/pool-a")
+    assert (r.status_code, r.headers["location"]) == (302, "https://chat.example.com/g1")
+    assert r.headers["cache-control"] == "no-store"
 
 
 async def test_head_never_consumes_capacity(core: Core, client: httpx.AsyncClient) -> None:
