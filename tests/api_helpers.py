@@ -1,6 +1,6 @@
-"""Helpers for the admin REST API tests (tests/test_api.py): an in-process app with API keys,
-scans through the same app without a cookie jar, error-shape checks, QR images, and the
-allocator's index invariants read straight from Redis."""
+"""Helpers for the admin REST API tests (tests/test_api_*.py): an in-process app with API keys
+(`open_api`; the `api` fixture in conftest.py), scans through the same app without a cookie jar,
+error-shape checks, QR images, and the allocator's index invariants read straight from Redis."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import redis.asyncio as aredis
 import segno
+from asgi_lifespan import LifespanManager
 from PIL import Image
 
+from app.main import create_app
+from app.settings import Settings
 from app.store import keys
+from app.store.apikeys import ApiKeyStore
 from tests.helpers import snapshot
 
 API = "/api/v1"
@@ -26,6 +31,9 @@ MOBILE_UA = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
 )
+WECHAT = "https://weixin.qq.com/g/AbC123"
+WHATSAPP = "https://chat.whatsapp.com/AbC"
+TELEGRAM = "https://t.me/+AbCdEf"
 
 
 def group_url(pool_id: str, gid: str) -> str:
@@ -115,6 +123,38 @@ class Api:
         if r.status_code == 302 and location.startswith(prefix):
             return location[len(prefix) :]
         return None
+
+
+async def open_api(redis_url: str, **settings: Any) -> AsyncIterator[Api]:
+    """The app on `redis_url` with an admin and a read key (async generator: one Api)."""
+    # these tests are about the API, not the scan deadline: a CPU-starved run must not turn
+    # their scans into 503s (the deadline has its own tests)
+    settings.setdefault("deadline_ms", 3000)
+    app = create_app(Settings(redis_url=redis_url, public_url=PUBLIC_URL, **settings))
+    client = aredis.Redis.from_url(redis_url)
+    apikeys = ApiKeyStore(client)
+    _, admin = await apikeys.create("admin", "test admin")
+    _, read = await apikeys.create("read", "test read")
+    try:
+        async with LifespanManager(app) as manager:  # type: ignore[arg-type]
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+                api = Api(http, transport, client, admin, read)
+                # A key's first use stamps its last_used (then at most once a minute): use both
+                # now, so that the snapshots the tests take stay still.
+                for key in ("admin", "read"):
+                    assert (await api.call("GET", "/pools", key=key)).status_code == 200
+                yield api
+    finally:
+        await client.aclose()
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat()
+
+
+def parse_dt(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @asynccontextmanager

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from app.embedded import RedisProcess, free_port
+from tests.api_helpers import Api, open_api
+from tests.helpers import SCAN_CLIENTS, Core, open_scan_core, start_primary_and_replica
+from tests.topology import Cluster, redis_cluster
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +56,81 @@ def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
         if server.proc is not None and server.proc.poll() is None:
             server.resume()
         server.kill()
+
+
+@pytest.fixture
+async def api(redis_url: str) -> AsyncIterator[Api]:
+    """The admin API app in process on the shared server (tests/test_api_*.py)."""
+    async for a in open_api(redis_url):
+        yield a
+
+
+# --- the scan path's clients -------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `core` and is marked every_scan_client (or is in a module that is) runs
+    once per scan client (SCAN_CLIENTS), unless it is marked plain_client_only."""
+    if "scan_backend" not in metafunc.fixturenames:
+        return
+    test = metafunc.definition
+    if test.get_closest_marker("every_scan_client") and not test.get_closest_marker(
+        "plain_client_only"
+    ):
+        metafunc.parametrize("scan_backend", SCAN_CLIENTS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def replicated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A primary with one real replica, for WAIT mode: one pair for the session."""
+    started: list[RedisProcess] = []
+
+    def make(**kwargs: object) -> RedisProcess:
+        server = RedisProcess(tmp_path_factory.mktemp("replicated"), port=free_port(), **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        primary, _ = start_primary_and_replica(make)
+        yield primary
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def scan_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A local Redis Cluster of 3 primaries (no replicas: the allocator suite needs the slots
+    spread and the routing, not failover): one for the session."""
+    with redis_cluster(tmp_path_factory.mktemp("cluster"), replicas_per_primary=0) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def scan_backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(kind, url) of an emptied server (data and script cache) for the scan client `kind`:
+    "plain" unless the test is parametrized over SCAN_CLIENTS (see pytest_generate_tests)."""
+    kind: str = getattr(request, "param", "plain")
+    if kind == "plain":
+        return kind, request.getfixturevalue("redis_url")
+    if kind == "wait":
+        primary: RedisProcess = request.getfixturevalue("replicated_server")
+        with primary.client() as c:
+            c.flushall()
+            c.script_flush()
+        return kind, primary.url
+    assert kind == "cluster", kind
+    cluster: Cluster = request.getfixturevalue("scan_cluster")
+    for node in cluster.nodes:  # every node is a primary
+        node.call("FLUSHALL")
+        node.call("SCRIPT", "FLUSH")
+    return kind, cluster.url
+
+
+@pytest.fixture
+async def core(scan_backend: tuple[str, str]) -> AsyncIterator[Core]:
+    """The store, the scan path's client and the allocator on an emptied server: the plain
+    client, or each of SCAN_CLIENTS in turn for tests marked every_scan_client."""
+    async with open_scan_core(*scan_backend) as c:
+        yield c

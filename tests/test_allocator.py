@@ -1,5 +1,11 @@
 """The allocation script against a real Redis: every strategy, stickiness, expiry, schedule,
-exactness under concurrency, idempotent retries, and cost that does not grow with pool size."""
+exactness under concurrency, idempotent retries, and cost that does not grow with pool size.
+
+Every test runs over each of the scan path's clients (tests/helpers.py: SCAN_CLIENTS), as one
+conformance suite over every backend: the plain pipelined client (the allocator's fast paths),
+WAIT mode on a primary with a real replica, and Redis Cluster. Tests that count the commands of
+one server are plain_client_only. Expiry never waits on the clock: expire_groups() gives indexed
+groups a past expiry, the state the clock would leave."""
 
 from __future__ import annotations
 
@@ -19,15 +25,9 @@ from app.allocator.protocol import Call, call_args, decode
 from app.schemas import GroupCreate, GroupUpdate, PoolUpdate
 from app.store import keys
 from app.store.schema import POOL
-from tests.helpers import Core, counts, open_core, seed, snapshot
+from tests.helpers import STRATEGIES, Core, counts, expire_groups, seed, snapshot
 
-STRATEGIES = ["fill", "round_robin", "weighted", "least_filled"]
-
-
-@pytest.fixture
-async def core(redis_url: str) -> Core:  # type: ignore[misc]
-    async with open_core(redis_url) as c:
-        yield c
+pytestmark = pytest.mark.every_scan_client
 
 
 def visitor() -> str:
@@ -118,10 +118,11 @@ async def test_disabled_and_expired_groups_are_skipped(core: Core, strategy: str
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_group_that_expires_later_is_skipped_and_purged(core: Core, strategy: str) -> None:
-    soon = datetime.now(UTC) + timedelta(milliseconds=400)
+    later = datetime.now(UTC) + timedelta(hours=1)
     await seed(core.store, strategy=strategy,
-               groups=[{"capacity": 100, "expires_at": soon}, {"capacity": 100}])
-    await asyncio.sleep(0.5)
+               groups=[{"capacity": 100, "expires_at": later}, {"capacity": 100}])
+    assert await core.redis.zscore(keys.prefix("pool-a") + "av", "g1") is not None
+    await expire_groups(core.redis, "pool-a", ["g1"])
     assert set(await scan_many(core, 20)) == {"g2"}
     assert await core.redis.zscore(keys.prefix("pool-a") + "av", "g1") is None
     assert await core.redis.zscore(keys.prefix("pool-a") + "ex", "g1") is None
@@ -141,7 +142,7 @@ async def test_earliest_expiry_follows_every_change(core: Core) -> None:
         return head[0][1] if head else None
 
     now = datetime.now(UTC)
-    soon, later, latest = (now + timedelta(milliseconds=ms) for ms in (400, 60_000, 120_000))
+    soon, later, latest = (now + timedelta(minutes=m) for m in (30, 60, 120))
     await seed(core.store, groups=[{"capacity": 1, "expires_at": later},
                                    {"capacity": 100, "expires_at": soon},
                                    {"capacity": 100, "expires_at": latest}, {"capacity": 100}])
@@ -154,7 +155,7 @@ async def test_earliest_expiry_follows_every_change(core: Core) -> None:
     assert await exn() is None and await earliest() is None
     await core.store.update_group("pool-a", "g4", GroupUpdate(expires_at=soon))
     assert await exn() == await earliest() == soon.timestamp() * 1000 // 1
-    await asyncio.sleep(0.5)
+    await expire_groups(core.redis, "pool-a", ["g4"])
     assert await scan_many(core, 3) == ["g2"] * 3  # g4 expired: skipped and purged
     assert await exn() is None and await earliest() is None
 
@@ -176,13 +177,13 @@ def vid_drawing(salt: str, low: bool) -> str:
 async def test_weighted_pick_excludes_expired_slots_in_the_same_scan(
     core: Core, low: bool, expected: str
 ) -> None:
-    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    later = datetime.now(UTC) + timedelta(hours=1)
     await seed(core.store, strategy="weighted", groups=[
-        {"expires_at": soon, "weight": 5}, {"weight": 1}, {"weight": 1},
-        {"expires_at": soon, "weight": 5},
+        {"expires_at": later, "weight": 5}, {"weight": 1}, {"weight": 1},
+        {"expires_at": later, "weight": 5},
     ])
     salt = (await core.redis.hget(keys.pool("pool-a"), POOL.stored("draw_salt"))).decode()
-    await asyncio.sleep(0.4)
+    await expire_groups(core.redis, "pool-a", ["g1", "g4"])
     for _ in range(5):
         d = await core.allocator.scan("pool-a", vid_drawing(salt, low))
         assert (d.outcome, d.group_id) == ("new", expected)
@@ -223,11 +224,11 @@ async def test_sticky_visitor_gets_new_group_when_theirs_is_disabled(core: Core)
 
 
 async def test_sticky_visitor_gets_new_group_when_theirs_expired(core: Core) -> None:
-    soon = datetime.now(UTC) + timedelta(milliseconds=300)
-    await seed(core.store, groups=[{"expires_at": soon}, {}])
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await seed(core.store, groups=[{"expires_at": later}, {}])
     v = visitor()
     assert (await core.allocator.scan("pool-a", v)).group_id == "g1"
-    await asyncio.sleep(0.4)
+    await expire_groups(core.redis, "pool-a", ["g1"])
     d = await core.allocator.scan("pool-a", v)
     assert (d.outcome, d.group_id) == ("new", "g2")
 
@@ -361,6 +362,7 @@ def _sum(*parts: dict[str, int]) -> dict[str, int]:
     return dict(total)
 
 
+@pytest.mark.plain_client_only("counts commands on one server's INFO commandstats")
 async def test_common_scan_runs_the_commands_of_its_phases(core: Core) -> None:
     """No clock, no expiry index, no sticky lookup for the common scan; expiring groups add
     the clock and, once one has expired, the expiry index; a cookie adds the sticky lookup."""
@@ -376,6 +378,7 @@ async def test_common_scan_runs_the_commands_of_its_phases(core: Core) -> None:
     assert cookie == {**dated, "get": 1}, cookie
 
 
+@pytest.mark.plain_client_only("counts commands on one server's INFO commandstats")
 async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:
     """Counts the Redis commands one scan runs inside the script: a pool of 10 open groups vs
     a pool of 2,000 of which only the last 10 have room. Linear work would add ~2,000."""
@@ -396,9 +399,9 @@ async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:
 
 async def test_expired_burst_larger_than_purge_batch(core: Core) -> None:
     """A burst of expired groups ahead of the open one: the first scan still finds it."""
-    soon = datetime.now(UTC) + timedelta(milliseconds=500)
-    await seed(core.store, groups=[{"expires_at": soon}] * 100 + [{"capacity": 1000}])
-    await asyncio.sleep(0.6)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await seed(core.store, groups=[{"expires_at": later}] * 100 + [{"capacity": 1000}])
+    await expire_groups(core.redis, "pool-a", [f"g{i}" for i in range(1, 101)])
     for strategy in STRATEGIES:
         await core.store.update_pool("pool-a", PoolUpdate(strategy=strategy))  # type: ignore[arg-type]
         d = await core.allocator.scan("pool-a", visitor())
@@ -418,3 +421,47 @@ async def test_a_chosen_visitor_id_does_not_choose_the_weighted_group(core: Core
     script = core.redis.register_script(scripts.source("scan", shebang=core.store.shebang))
     peeks = {decode(await script(keys=ks, args=args)).group_id for _ in range(5)}
     assert len(peeks) == 1, peeks
+
+
+# scan.lua reads at most 1,000 expired entries of `ex` per scan (ZRANGEBYSCORE ... LIMIT 0 1000):
+# the rest are still indexed and must be caught by pick()'s own eligibility check.
+PURGE_BATCH = 1000
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_expired_burst_past_the_purge_limit_never_gets_a_scan(
+    core: Core, strategy: str
+) -> None:
+    """1,001 expired groups ahead of one open group: more than one scan's purge reads, so one
+    expired group is still indexed and comes first for every strategy (its id, g999, sorts last
+    among the expired ones, so the purge leaves it; its position and Fenwick slot come before
+    the open group's; the open group's id sorts after it in `lf`; the visitor ids draw the
+    low half of the weight that is left in the weighted pick, its slot). Every scan gets the open group, never an expired one."""
+    n = PURGE_BATCH + 1
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await seed(core.store, strategy=strategy,
+               groups=[{"expires_at": later}] * n + [{"id": "zz-open", "capacity": 1000}])
+    await expire_groups(core.redis, "pool-a", [f"g{i}" for i in range(1, n + 1)])
+    salt = (await core.redis.hget(keys.pool("pool-a"), POOL.stored("draw_salt"))).decode()
+    got = [await core.allocator.scan("pool-a", vid_drawing(salt, low=True)) for _ in range(3)]
+    assert [(d.outcome, d.group_id) for d in got] == [("new", "zz-open")] * 3, strategy
+    stored = await counts(core.redis)
+    assert stored["zz-open"] == 3 and sum(stored.values()) == 3  # no expired group counted
+
+
+@pytest.mark.plain_client_only("documents a scan.lua defect; once is enough")
+@pytest.mark.xfail(strict=True, reason="scan.lua's pick() gives up after 32 more expired groups "
+                   "past the 1,000 its purge reads: the scan answers fallback (weighted: runs "
+                   "~1.6 s in Redis first) while a group has room. Remove this mark once fixed.")
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_expired_burst_past_the_purge_limit_and_pick_retries(
+    core: Core, strategy: str
+) -> None:
+    n = PURGE_BATCH + 100
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await seed(core.store, strategy=strategy,
+               groups=[{"expires_at": later}] * n + [{"id": "zz-open", "capacity": 1000}])
+    await expire_groups(core.redis, "pool-a", [f"g{i}" for i in range(1, n + 1)])
+    salt = (await core.redis.hget(keys.pool("pool-a"), POOL.stored("draw_salt"))).decode()
+    d = await core.allocator.scan("pool-a", vid_drawing(salt, low=True))
+    assert (d.outcome, d.group_id) == ("new", "zz-open"), strategy

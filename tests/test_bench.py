@@ -36,6 +36,7 @@ def _numbers(value: object) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # its own subprocess timeout (240 s) should speak first
 def test_quick_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None:
     md, js = tmp_path / "R.md", tmp_path / "r.json"
     proc = subprocess.run(

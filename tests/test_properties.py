@@ -41,7 +41,7 @@ from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpda
 from app.store import keys
 from app.store.schema import POOL
 from app.urls import MAX_URL_LENGTH, UrlPolicy, check_target_url
-from tests.helpers import Core, open_core, snapshot
+from tests.helpers import B64, STRATEGIES, Core, open_core, snapshot
 
 T = TypeVar("T")
 
@@ -400,7 +400,6 @@ def test_fallback_urls_are_stored_as_validated(redis_url: str, url: str) -> None
 # 3. The pool/group lifecycle: a state machine against a model, on the real Redis
 # =================================================================================================
 
-STRATEGIES = ("fill", "round_robin", "weighted", "least_filled")
 EXPIRIES = ("none", "past", "future")
 
 

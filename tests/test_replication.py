@@ -11,33 +11,15 @@ import pytest
 
 from app.embedded import RedisProcess
 from app.store.fastredis import PipelinedRedis, RedisUnavailable, Script
-from tests.helpers import until_a_replica_acknowledges
+from tests.helpers import start_primary_and_replica
 
 INCR = Script.from_source("return redis.call('INCR', KEYS[1])")
-
-
-Servers = tuple[RedisProcess, RedisProcess]
-
-
-def primary_and_replica(make_redis: Callable[..., RedisProcess]) -> Servers:
-    # a full sync starts at once instead of after the default 5 s diskless-sync delay
-    primary = make_redis(appendonly=False, extra_args=["--repl-diskless-sync-delay", "0"])
-    follow = ["--replicaof", "127.0.0.1", str(primary.port)]
-    replica = make_redis(appendonly=False, extra_args=follow)
-    deadline = time.monotonic() + 10
-    with replica.client() as r:
-        while r.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "replica did not sync"
-            time.sleep(0.05)
-    with primary.client() as p:
-        until_a_replica_acknowledges(p)
-    return primary, replica
 
 
 async def test_wait_mode_acknowledges_only_replicated_scripts(
     make_redis: Callable[..., RedisProcess],
 ) -> None:
-    primary, replica = primary_and_replica(make_redis)
+    primary, replica = start_primary_and_replica(make_redis)
     client = PipelinedRedis.from_url(primary.url, wait_replicas=1, wait_ms=100)
     try:
         replies = await asyncio.gather(
@@ -80,7 +62,7 @@ async def test_wait_mode_without_a_replica_never_acknowledges(
 
 
 async def test_wait_mode_survives_script_flush(make_redis: Callable[..., RedisProcess]) -> None:
-    primary, _ = primary_and_replica(make_redis)
+    primary, _ = start_primary_and_replica(make_redis)
     client = PipelinedRedis.from_url(primary.url, wait_replicas=1, wait_ms=100)
     try:
         assert await client.evalsha(INCR, ["n"], [], timeout=1.0) == 1

@@ -46,7 +46,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store import keys
 from app.store.apikeys import ApiKeyStore
-from tests.helpers import open_core, seed
+from tests.helpers import STRATEGIES, open_core, seed
 
 API = "/api/v1"
 SEED_POOL = "seed-pool"
@@ -133,7 +133,7 @@ _group_body = st.fixed_dictionaries(
 _pool_body = st.fixed_dictionaries(
     {"id": st.from_regex(r"[a-z0-9][a-z0-9-]{1,10}[a-z0-9]", fullmatch=True)},
     optional={
-        "strategy": st.sampled_from(["fill", "round_robin", "weighted", "least_filled"]),
+        "strategy": st.sampled_from(STRATEGIES),
         "fallback": st.fixed_dictionaries({}, optional={"url": st.sampled_from(VALID_URLS)}),
     },
 )

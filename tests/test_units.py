@@ -57,6 +57,8 @@ def test_good_target_urls_pass(url: str) -> None:
         "//example.com/x",
         "https://user:pass@example.com/",
         "https://example.com@evil.com/",
+        "https://@example.com/",
+        "https://:pass@example.com/",
         "https://example.com/\r\nSet-Cookie: x=1",
         "https://exa mple.com/",
         "https:///nohost",
