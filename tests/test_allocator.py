@@ -436,7 +436,8 @@ async def test_expired_burst_past_the_purge_limit_never_gets_a_scan(
     expired group is still indexed and comes first for every strategy (its id, g999, sorts last
     among the expired ones, so the purge leaves it; its position and Fenwick slot come before
     the open group's; the open group's id sorts after it in `lf`; the visitor ids draw the
-    low half of the weight that is left in the weighted pick, its slot). Every scan gets the open group, never an expired one."""
+    low half of the weight that is left in the weighted pick, its slot). Every scan gets the
+    open group, never an expired one."""
     n = PURGE_BATCH + 1
     later = datetime.now(UTC) + timedelta(hours=1)
     await seed(core.store, strategy=strategy,

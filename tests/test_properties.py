@@ -41,7 +41,7 @@ from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpda
 from app.store import keys
 from app.store.schema import POOL
 from app.urls import MAX_URL_LENGTH, UrlPolicy, check_target_url
-from tests.helpers import B64, STRATEGIES, Core, open_core, snapshot
+from tests.helpers import STRATEGIES, Core, open_core, snapshot
 
 T = TypeVar("T")
 
