@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app import __version__, metrics
+from app import __version__, console, metrics
 from app.auth import bearer, require_admin, require_read
 from app.bodylimit import BodyLimit
 from app.errors import LivecodeError, validation_details
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(groups.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
+    console.mount(api)  # the operator console at /console
     return LivecodeApp(api, scan, settings.api_body_limit_bytes)
 
 

@@ -1,0 +1,123 @@
+"""The poster: the QR of the pool's public scan URL, one per channel, as PNG or SVG at print
+sizes. A format is one entry of FORMATS."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import segno
+from fastapi import APIRouter, Request, Response
+
+from app import qr
+from app.console.nav import pool_tabs
+from app.console.web import BASE, ConsoleRoute, ReadCtx
+from app.deps import pool_id_or_404
+from app.errors import NotFound
+from app.store.keys import CHANNEL_RE
+
+router = APIRouter(prefix=BASE + "/pools/{pool_id}", route_class=ConsoleRoute,
+                   include_in_schema=False)
+
+DPI = 300
+BORDER = 4  # modules of quiet zone, as the API's default
+ERROR = "m"
+SIZES_CM = (5, 10, 20)
+PREVIEW_SCALE = 5
+MAX_CHANNELS = 20
+
+
+@dataclass(frozen=True)
+class PosterFormat:
+    media_type: str
+    draw: Callable[[str, int], bytes]  # (data, pixels per module) -> the file
+
+
+FORMATS: dict[str, PosterFormat] = {
+    "png": PosterFormat("image/png",
+                        lambda data, scale: qr.qr_png(data, scale=scale, border=BORDER,
+                                                      error=ERROR)),
+    "svg": PosterFormat("image/svg+xml",
+                        lambda data, scale: qr.qr_svg(data, scale=scale, border=BORDER,
+                                                      error=ERROR)),
+}
+
+
+def public_base(request: Request) -> str:
+    settings = request.app.state.runtime.settings
+    return str(settings.public_url or request.base_url).rstrip("/")
+
+
+def scan_url(request: Request, pool_id: str, channel: str = "") -> str:
+    url = f"{public_base(request)}/s/{pool_id}"
+    return f"{url}?ch={quote(channel, safe='')}" if channel else url
+
+
+def is_loopback(url: str) -> bool:
+    """No phone can reach this address: 127.0.0.0/8, ::1, localhost, 0.0.0.0."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def scale_for(data: str, cm: int) -> int:
+    """Pixels per module so the code, quiet zone included, is about `cm` wide at 300 dpi."""
+    modules = segno.make_qr(data, error=ERROR).symbol_size(scale=1, border=BORDER)[0]
+    return max(1, min(50, round(cm / 2.54 * DPI / modules)))
+
+
+def parse_channels(raw: str) -> tuple[list[str], list[str]]:
+    """The channel names typed by the operator (commas, spaces or lines between them): the
+    valid ones in order without repeats, and the refused ones."""
+    good: list[str] = []
+    bad: list[str] = []
+    for name in raw.replace(",", " ").replace("，", " ").split():
+        if CHANNEL_RE.match(name):
+            if name not in good:
+                good.append(name)
+        else:
+            bad.append(name[:40])
+    return good[:MAX_CHANNELS], bad
+
+
+@router.get("/poster")
+async def poster_page(ctx: ReadCtx, pool_id: str, channels: str = "") -> Response:
+    pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id))
+    good, bad = parse_channels(channels[:2000])
+    base = public_base(ctx.request)
+    return ctx.page(
+        "poster.html", active="pool", tab="poster", pool=pool, tabs=pool_tabs(pool.id),
+        codes=[("", scan_url(ctx.request, pool.id))]
+        + [(ch, scan_url(ctx.request, pool.id, ch)) for ch in good],
+        channels=" ".join(good), bad_channels=bad, loopback=is_loopback(base), base=base,
+        sizes=SIZES_CM, formats=list(FORMATS), dpi=DPI, max_channels=MAX_CHANNELS,
+    )
+
+
+@router.get("/poster.{fmt}")
+async def poster_file(
+    ctx: ReadCtx, pool_id: str, fmt: str, size: str = "10", ch: str = ""
+) -> Response:
+    """`size`: a print width in cm (5, 10, 20), or `preview` for the page's own image."""
+    pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id))
+    kind = FORMATS.get(fmt)
+    if kind is None or (ch and not CHANNEL_RE.match(ch)):
+        raise NotFound("no such poster")
+    data = scan_url(ctx.request, pool.id, ch)
+    headers = {"Cache-Control": "no-store"}
+    if size == "preview":
+        scale = PREVIEW_SCALE
+    elif size.isdigit() and int(size) in SIZES_CM:
+        scale = scale_for(data, int(size))
+        name = f"{pool.id}{'-' + ch if ch else ''}-{size}cm.{fmt}"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    else:
+        raise NotFound("no such poster size")
+    return Response(kind.draw(data, scale), media_type=kind.media_type, headers=headers)
