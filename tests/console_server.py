@@ -55,4 +55,9 @@ def make_key(redis_url: str, scope: str, name: str = "") -> tuple[str, str]:
         finally:
             await client.aclose()
 
-    return asyncio.run(create())
+    # in a thread of its own: Playwright's sync API keeps an event loop running on this one
+    result: list[tuple[str, str]] = []
+    worker = threading.Thread(target=lambda: result.append(asyncio.run(create())))
+    worker.start()
+    worker.join(30)
+    return result[0]
