@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -29,9 +28,8 @@ from tests.console_server import make_key, running_app
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+# Not skipped when Chromium is missing: .ci/run installs it, and a console nobody drove is
+# a console nobody tested.
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -423,7 +421,7 @@ class _Attacker(BaseHTTPRequestHandler):
 
     target = ""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         html = (f'<!doctype html><form method="post" action="{self.target}">'
                 '<input name="csrf" value="guessed"><button id="go">go</button></form>')
         self.send_response(200)

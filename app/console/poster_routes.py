@@ -3,13 +3,16 @@ sizes. A format is one entry of FORMATS."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 import segno
 from fastapi import APIRouter, Request, Response
+from PIL import Image
 
 from app import qr
 from app.console.nav import pool_tabs
@@ -32,16 +35,34 @@ MAX_CHANNELS = 20
 @dataclass(frozen=True)
 class PosterFormat:
     media_type: str
-    draw: Callable[[str, int], bytes]  # (data, pixels per module) -> the file
+    draw: Callable[[str, int | None], bytes]  # (data, print width in cm or None) -> the file
+
+
+def _png(data: str, cm: int | None) -> bytes:
+    """At the print width: pixels per module for 300 dpi (at most qr's limit of 50), and the
+    file's dpi set so that it prints exactly `cm` wide."""
+    if cm is None:
+        return qr.qr_png(data, scale=PREVIEW_SCALE, border=BORDER, error=ERROR)
+    png = qr.qr_png(data, scale=scale_for(data, cm), border=BORDER, error=ERROR)
+    with Image.open(io.BytesIO(png)) as image:
+        dpi = image.width / (cm / 2.54)
+        out = io.BytesIO()
+        image.save(out, format="PNG", dpi=(dpi, dpi))
+    return out.getvalue()
+
+
+def _svg(data: str, cm: int | None) -> bytes:
+    """A vector drawing that says its own print size (cm) and scales without loss."""
+    svg = qr.qr_svg(data, scale=1 if cm else PREVIEW_SCALE, border=BORDER, error=ERROR)
+    if cm is None:
+        return svg
+    return re.sub(rb'^(.*?<svg) width="\d+" height="\d+"', rb'\1' + (
+        f' width="{cm}cm" height="{cm}cm"'.encode()), svg, count=1, flags=re.S)
 
 
 FORMATS: dict[str, PosterFormat] = {
-    "png": PosterFormat("image/png",
-                        lambda data, scale: qr.qr_png(data, scale=scale, border=BORDER,
-                                                      error=ERROR)),
-    "svg": PosterFormat("image/svg+xml",
-                        lambda data, scale: qr.qr_svg(data, scale=scale, border=BORDER,
-                                                      error=ERROR)),
+    "png": PosterFormat("image/png", _png),
+    "svg": PosterFormat("image/svg+xml", _svg),
 }
 
 
@@ -112,12 +133,11 @@ async def poster_file(
         raise NotFound("no such poster")
     data = scan_url(ctx.request, pool.id, ch)
     headers = {"Cache-Control": "no-store"}
-    if size == "preview":
-        scale = PREVIEW_SCALE
-    elif size.isdigit() and int(size) in SIZES_CM:
-        scale = scale_for(data, int(size))
+    cm: int | None = None
+    if size.isdigit() and int(size) in SIZES_CM:
+        cm = int(size)
         name = f"{pool.id}{'-' + ch if ch else ''}-{size}cm.{fmt}"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    else:
+    elif size != "preview":
         raise NotFound("no such poster size")
-    return Response(kind.draw(data, scale), media_type=kind.media_type, headers=headers)
+    return Response(kind.draw(data, cm), media_type=kind.media_type, headers=headers)
