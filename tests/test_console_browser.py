@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -104,7 +105,7 @@ def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, Watch]]]:
         # init scripts run before the page's own and are not subject to its CSP
         context.add_init_script(
             "document.addEventListener('securitypolicyviolation', e => "
-            "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
+            "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber + ':' + e.columnNumber + ' ' + e.sample));"
         )
         context.add_init_script(path=str(AXE))
         watch = Watch()
@@ -242,6 +243,10 @@ def test_main_flow(
 ) -> None:
     page, _ = open_page()
     signin(page, server, admin_key)
+    page.goto(server + "/console")
+    shoot(page, "overview-empty-en")
+    page.goto(server + "/console/pools/new")
+    shoot(page, "new-en")
     create_pool(page, server, "spring-camp", "Spring camp")
     assert stored(r, "spring-camp", "status") == "active"
 
@@ -295,6 +300,17 @@ def test_main_flow(
     expect(page.locator("#group-rows tr").first).to_have_attribute("data-id", "g2")
     assert int(r.hget(keys.group("spring-camp", "g2"), "pos") or 0) < int(
         r.hget(keys.group("spring-camp", "g1"), "pos") or 0)
+
+    # and by dragging a row (SortableJS): the order is saved without a reload
+    page.evaluate("window.__sameDocument = true")
+    page.locator("#g-g1 .drag").drag_to(page.locator("#g-g2"), target_position={"x": 20, "y": 5})
+    expect(page.locator("#group-rows tr").first).to_have_attribute("data-id", "g1")
+    deadline = time.monotonic() + 10
+    while int(r.hget(keys.group("spring-camp", "g1"), "pos") or 0) > int(
+            r.hget(keys.group("spring-camp", "g2"), "pos") or 0):
+        assert time.monotonic() < deadline, "the dragged order was not saved"
+        time.sleep(0.05)
+    assert page.evaluate("window.__sameDocument") is True
 
     # the poster: a loopback warning, and a PNG that decodes to the scan URL
     page.get_by_role("link", name="Poster").click()
@@ -456,6 +472,7 @@ def test_cross_site_changes_are_refused(
         with page.expect_navigation():
             page.click("#go")
         expect(page.locator("h1")).to_have_text("Request refused")
+        shoot(page, "refused-en")
     finally:
         evil.shutdown()
         evil.server_close()
