@@ -105,7 +105,8 @@ def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, Watch]]]:
         # init scripts run before the page's own and are not subject to its CSP
         context.add_init_script(
             "document.addEventListener('securitypolicyviolation', e => "
-            "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber + ':' + e.columnNumber + ' ' + e.sample));"
+            "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI"
+            " + ' at ' + e.sourceFile + ':' + e.lineNumber + ':' + e.columnNumber));"
         )
         context.add_init_script(path=str(AXE))
         watch = Watch()

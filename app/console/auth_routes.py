@@ -62,7 +62,9 @@ async def signin(
         await limiter.failed(client)
         return page(request, "signin.html", 401, next=safe_next(next), signed_out=False,
                     error=_("This API key is not valid."))
-    token = await sessions(request).open(api_key)
+    store = sessions(request)
+    await store.close(request.cookies.get(SESSION_COOKIE))  # a sign-in never keeps an old session
+    token = await store.open(api_key)
     response = redirect(safe_next(next))
     response.set_cookie(
         SESSION_COOKIE, token, max_age=runtime(request).settings.console_session_max_s,
