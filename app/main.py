@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import __version__, error_handlers, metrics
+from app import __version__, console, error_handlers, metrics
 from app.bodylimit import BodyLimit
 from app.routes import groups, health, pools
 from app.routes import metrics as metrics_route
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(groups.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
+    console.mount(api)  # the operator console at /console
     return LivecodeApp(api, scan, settings.api_body_limit_bytes)
 
 

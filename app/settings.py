@@ -44,6 +44,17 @@ class Settings(BaseSettings):
         default=None, description="default: on when public_url is https"
     )
 
+    console_idle_timeout_s: int = Field(
+        default=8 * 3600, ge=60, description="a console session ends after this long unused"
+    )
+    console_session_max_s: int = Field(
+        default=3 * 24 * 3600, ge=300, description="and at the latest this long after sign-in"
+    )
+    console_signin_failures: int = Field(
+        default=10, ge=1, description="failed console sign-ins per client per window"
+    )
+    console_signin_window_s: int = Field(default=15 * 60, ge=10)
+
     allow_http_targets: bool = False
     allowed_target_hosts: list[str] = Field(default_factory=list)
     forwarded_allow_ips: str = "127.0.0.1"

@@ -70,3 +70,19 @@ def pool_keys(pool_id: str) -> list[str]:
 def apikey(key_id: str) -> str:
     """hash of one API key: hash (sha256 hex of the full key), name, scope, created, last_used."""
     return APIKEYS_PREFIX + "k:" + key_id
+
+
+# --- The operator console (app/console) ---------------------------------------------------------
+# Sessions and sign-in throttling belong to no pool: they share the fixed hash tag {console}.
+CONSOLE_PREFIX = "lc:{console}:"
+
+
+def console_session(token_digest: str) -> str:
+    """hash of one console session, by the SHA-256 hex of its token: key_id, scope, csrf,
+    created (ms). Its TTL is the idle timeout, capped by the absolute one."""
+    return CONSOLE_PREFIX + "s:" + token_digest
+
+
+def console_signin_failures(client: str) -> str:
+    """counter of failed sign-ins from one client address, expiring with its window."""
+    return CONSOLE_PREFIX + "f:" + client

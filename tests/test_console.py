@@ -1,0 +1,274 @@
+"""The console without a browser: sessions and their expiry in real Redis, the urgency rules,
+the poster's sizes, and the headers and markup every console answer carries (over real HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import redis.asyncio as aredis
+import zxingcpp
+from PIL import Image
+
+from app.console.poster_routes import FORMATS, parse_channels
+from app.console.sessions import SessionStore
+from app.console.summary import Forecast, group_state, most_urgent_first, summarize
+from app.console.web import CSP, safe_next
+from app.embedded import RedisProcess
+from app.links import unreachable_reason
+from app.schemas import Fallback, GroupPublic, PoolPublic
+from app.store import keys
+from app.store.apikeys import ApiKeyPublic
+from tests.console_server import make_key, running_app
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = NOW.timestamp()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _key(scope: str = "admin") -> ApiKeyPublic:
+    return ApiKeyPublic(id="0123abcd", name="t", scope=scope, created_at=NOW)  # type: ignore[arg-type]
+
+
+async def test_a_session_is_stored_by_hash_with_the_idle_ttl(redis_url: str) -> None:
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        store = SessionStore(client, idle_s=600, max_s=3600)
+        token = await store.open(_key())
+        names = [k.decode() async for k in client.scan_iter(match=keys.CONSOLE_PREFIX + "*")]
+        assert len(names) == 1 and token not in names[0]  # only the token's SHA-256
+        assert names[0].startswith("lc:{console}:s:")
+        assert 590_000 < await client.pttl(names[0]) <= 600_000
+        session = await store.get(token)
+        assert session is not None and session.scope == "admin" and len(session.csrf) >= 40
+        assert session.csrf_ok(session.csrf)
+        assert not session.csrf_ok("x") and not session.csrf_ok(None)
+        await store.close(token)
+        assert await store.get(token) is None
+        assert [k async for k in client.scan_iter(match=keys.CONSOLE_PREFIX + "*")] == []
+    finally:
+        await client.aclose()
+
+
+async def test_idle_and_absolute_expiry(redis_url: str) -> None:
+    client = aredis.Redis.from_url(redis_url)
+    clock = Clock()
+    try:
+        store = SessionStore(client, idle_s=600, max_s=3600, clock=clock)
+        token = await store.open(_key())
+        name = next(iter([k async for k in client.scan_iter(match=keys.CONSOLE_PREFIX + "s:*")]))
+        # a poll does not restart the idle timer; a page view does
+        await client.pexpire(name, 1000)
+        assert await store.get(token, touch=False) is not None
+        assert await client.pttl(name) <= 1000
+        assert await store.get(token) is not None
+        assert await client.pttl(name) > 590_000
+        # near the absolute limit the TTL shrinks to what is left of it
+        clock.t += 3600 - 120
+        assert await store.get(token) is not None
+        assert 0 < await client.pttl(name) <= 120_000
+        # past it, the session is gone even though Redis still had it
+        clock.t += 121
+        assert await store.get(token) is None
+        assert not await client.exists(name)
+        # idle: Redis drops it when its TTL runs out
+        token2 = await store.open(_key("read"))
+        name2 = next(iter([k async for k in client.scan_iter(match=keys.CONSOLE_PREFIX + "s:*")]))
+        await client.pexpire(name2, 5)
+        for _ in range(100):  # bounded: Redis expires it within milliseconds
+            if not await client.exists(name2):
+                break
+            await asyncio.sleep(0.01)
+        assert await store.get(token2) is None
+        assert await store.get("") is None and await store.get("x" * 500) is None
+    finally:
+        await client.aclose()
+
+
+# --- what is urgent ------------------------------------------------------------------------------
+
+def _group(gid: str, count: int, cap: int, *, expires: datetime | None = None,
+           enabled: bool = True) -> GroupPublic:
+    return GroupPublic(
+        id=gid, name="", url=f"https://t.me/+{gid}", capacity=cap, count=count,
+        remaining=max(cap - count, 0), fill_ratio=count / cap, expires_at=expires,
+        expired=expires is not None and expires <= NOW, weight=1, enabled=enabled,
+        mode=None, position=0,
+    )
+
+
+def _pool(pid: str, groups: list[GroupPublic], status: str = "active") -> PoolPublic:
+    return PoolPublic(
+        id=pid, name=pid, strategy="fill", status=status, mode="redirect",  # type: ignore[arg-type]
+        valid_from=None, valid_until=None, sticky_ttl_s=3600, fallback=Fallback(),
+        created_at=NOW, scan_url=f"https://lc.example/s/{pid}", groups=groups,
+        stats={"new": 7, "fallback": 2},
+    )
+
+
+def test_summary_figures_and_warnings() -> None:
+    s = summarize(_pool("p", [_group("a", 200, 200), _group("b", 185, 200),
+                              _group("c", 0, 50, enabled=False)]), NOW)
+    assert (s.groups_open, s.groups_total, s.capacity, s.remaining) == (1, 3, 400, 15)
+    assert (s.scans, s.fallbacks) == (7, 2)
+    assert [w.kind for w in s.warnings] == ["low"]  # 15 of 400 is under 10 %
+    ok = summarize(_pool("p", [_group("a", 100, 200)]), NOW)
+    assert ok.warnings == [] and ok.level is None
+    assert [w.kind for w in summarize(_pool("p", [_group("a", 5, 5)]), NOW).warnings] == [
+        "exhausted"]
+    assert [w.kind for w in summarize(_pool("p", []), NOW).warnings] == ["no_groups"]
+
+
+def test_expiring_and_expired_codes_are_warned_about() -> None:
+    soon = NOW + timedelta(hours=5)
+    later = NOW + timedelta(days=3)
+    s = summarize(_pool("p", [_group("a", 0, 200, expires=later),
+                              _group("b", 0, 200, expires=soon),
+                              _group("c", 0, 200, expires=NOW - timedelta(minutes=1))]), NOW)
+    assert [(w.kind, w.group.id if w.group else None) for w in s.warnings] == [
+        ("expired", "c"), ("expiring", "b")]
+    assert s.next_expiry == soon
+    assert group_state(s.pool.groups[1], NOW) == "expiring"  # type: ignore[index]
+    assert group_state(s.pool.groups[2], NOW) == "expired"  # type: ignore[index]
+
+
+def test_a_forecast_adds_a_time_warning() -> None:
+    pool = _pool("p", [_group("a", 100, 200)])
+    s = summarize(pool, NOW, Forecast(rate_per_min=2.0, minutes_left=50))
+    assert [w.kind for w in s.warnings] == ["low_time"]
+    assert s.warnings[0].at == NOW + timedelta(minutes=50)
+    assert summarize(pool, NOW, Forecast(rate_per_min=0.1, minutes_left=1000)).warnings == []
+
+
+def test_the_most_urgent_pool_comes_first() -> None:
+    calm = summarize(_pool("calm", [_group("a", 1, 200)]), NOW)
+    paused = summarize(_pool("paused", [_group("a", 1, 200)], status="paused"), NOW)
+    low = summarize(_pool("low", [_group("a", 190, 200)]), NOW)
+    gone = summarize(_pool("gone", [_group("a", 200, 200)]), NOW)
+    expiring = summarize(_pool("exp", [_group("a", 0, 200, expires=NOW + timedelta(hours=2))]),
+                         NOW)
+    order = [s.pool.id for s in most_urgent_first([calm, paused, expiring, low, gone])]
+    assert order == ["gone", "low", "exp", "paused", "calm"]
+
+
+# --- poster --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cm", [5, 10, 20])
+def test_poster_files_print_at_their_size(cm: int) -> None:
+    data = "https://live.example.com/s/spring-camp?ch=lobby"
+    image = Image.open(io.BytesIO(FORMATS["png"].draw(data, cm)))
+    printed_cm = image.width / image.info["dpi"][0] * 2.54
+    assert abs(printed_cm - cm) < 0.05
+    assert image.info["dpi"][0] >= 250  # sharp enough for print
+    assert [c.text for c in zxingcpp.read_barcodes(image)] == [data]
+    svg = FORMATS["svg"].draw(data, cm).decode()
+    assert f'width="{cm}cm" height="{cm}cm"' in svg and "viewBox" in svg
+
+
+def test_channels_and_loopback() -> None:
+    assert parse_channels("lobby, window-2，lobby bad/name") == (["lobby", "window-2"],
+                                                               ["bad/name"])
+    def is_loopback(url: str) -> bool:
+        return unreachable_reason(url) is not None
+
+    assert is_loopback("http://127.0.0.1:8000") and is_loopback("http://localhost:8000")
+    assert is_loopback("http://[::1]:8000") and is_loopback("http://0.0.0.0")
+    assert not is_loopback("https://live.example.com") and not is_loopback("http://10.0.0.5")
+
+
+def test_redirect_targets_stay_in_the_console() -> None:
+    assert safe_next("/console/pools/a") == "/console/pools/a"
+    for bad in ("https://evil.example", "//evil.example", "/console\\@evil", "/other", None,
+                "/console/\u2028x"):
+        assert safe_next(bad) == "/console"
+
+
+# --- every answer over HTTP ----------------------------------------------------------------
+
+@pytest.fixture
+def app_base(redis_url: str) -> Iterator[str]:
+    with running_app(redis_url) as base:
+        yield base
+
+
+@contextmanager
+def _signed_in(base: str, key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as c:
+        answer = c.post("/console/signin", data={"key": key}, headers={"Origin": base})
+        assert answer.status_code == 303
+        yield c
+
+
+def test_every_console_answer_has_the_security_headers_and_no_inline_code(
+    app_base: str, redis_url: str
+) -> None:
+    _, key = make_key(redis_url, "admin")
+    with _signed_in(app_base, key) as c:
+        token = re.search(r'name="csrf-token" content="([^"]+)"', c.get("/console").text)
+        assert token
+        created = c.post("/console/pools", data={"csrf": token.group(1), "id": "hdr-test",
+                                                 "fallback_kind": "none"},
+                         headers={"Origin": app_base})
+        assert created.status_code == 303
+        c.post("/console/pools/hdr-test/groups", data={
+            "csrf": token.group(1), "url": "https://t.me/+abc", "capacity": "3"},
+            headers={"Origin": app_base})
+        pages = ["/console", "/console/live", "/console/pools/new", "/console/pools/hdr-test",
+                 "/console/pools/hdr-test/live", "/console/pools/hdr-test/edit",
+                 "/console/pools/hdr-test/poster?channels=a", "/console/pools/hdr-test/delete",
+                 "/console/pools/hdr-test/groups/g1/reset", "/console/keys",
+                 "/console/pools/nope", "/console/pools/hdr-test/poster.png?size=5",
+                 "/console/pools/hdr-test/poster.svg?size=preview"]
+        answers = [c.get(p) for p in pages]
+        answers.append(c.post("/console/pools/hdr-test/pause", headers={"Origin": app_base}))
+        answers.append(httpx.get(app_base + "/console/signin"))
+        answers.append(httpx.get(app_base + "/console", follow_redirects=False))
+        for answer in answers:
+            h = answer.headers
+            where = f"{answer.request.method} {answer.request.url}"
+            assert h["content-security-policy"] == CSP, where
+            assert h["x-content-type-options"] == "nosniff", where
+            assert h["referrer-policy"] == "same-origin", where
+            assert h["cache-control"] == "no-store", where
+            if h.get("content-type", "").startswith("text/html"):
+                html = answer.text
+                assert not re.search(r"\sstyle\s*=", html), where
+                assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", html), where
+                assert not re.search(r"\son[a-z]+\s*=", html), where
+        statuses = [a.status_code for a in answers]
+        assert statuses[:10] == [200] * 10 and statuses[10] == 404
+        assert statuses[-3:] == [403, 200, 303]
+        for policy in ("default-src 'self'", "frame-ancestors 'none'", "form-action 'self'",
+                       "base-uri 'none'"):
+            assert policy in CSP
+        assert "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+        static = httpx.get(app_base + "/console/static/vendor/htmx-2.0.11/htmx.min.js")
+        assert static.status_code == 200
+        assert static.headers["x-content-type-options"] == "nosniff"
+
+
+def test_redis_down_is_a_503_page_not_a_500(make_redis: Callable[..., RedisProcess]) -> None:
+    server = make_redis(appendonly=False)
+    _, key = make_key(server.url, "admin")
+    with running_app(server.url) as base, _signed_in(base, key) as c:
+        assert c.get("/console").status_code == 200
+        server.kill()
+        answer = c.get("/console", timeout=30)
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "2"
+        assert answer.headers["content-type"].startswith("text/html")
+        assert answer.headers["content-security-policy"] == CSP
