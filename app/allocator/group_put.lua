@@ -1,13 +1,17 @@
 -- Create or update one group and bring the pool's open indexes in line with it, so that a
 -- change takes effect on the very next scan (a raised capacity makes a full group open again, a
 -- lowered one below its count takes it out).
+-- The pool's room and capacity follow, the change goes on the pool's events (group.created or
+-- group.updated, with the API key behind it), and a change that gives an exhausted pool room
+-- again sends pool.recovered.
 -- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] gid ('' on create: the next free g<N>),
--- ARGV[3] 'create' | 'update', then pairs of GROUP field names (app/store/schema.py) and values;
--- an empty value removes the field (expires_at, mode).
+-- ARGV[3] 'create' | 'update', ARGV[4] the actor ('' = none), then pairs of GROUP field names
+-- (app/store/schema.py) and values; an empty value removes the field (expires_at, mode).
 -- Returns {'ok', gid} | 'no_pool' | 'exists' | 'not_found'.
-local P, gid, op = ARGV[1], ARGV[2], ARGV[3]
+local P, gid, op, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local pool = read(KEYS[1], POOL, 'status', 'slots', 'last_position', 'group_seq')
+local pool = read(KEYS[1], POOL, 'status', 'slots', 'last_position', 'group_seq', 'room',
+                  'capacity', 'exhausted')
 if not pool.status then return 'no_pool' end
 local gseq = nil
 if gid == '' then
@@ -31,11 +35,12 @@ if exists then
 else
   old = {count = '0', capacity = DEFAULT.capacity, enabled = '1', weight = DEFAULT.weight}
 end
-local new, set, del = {}, {}, {}
+local new, set, del, given = {}, {}, {}, {}
 for f, v in pairs(old) do new[f] = v end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   if not GROUP[f] then return redis.error_reply('ERR unknown group field ' .. f) end
+  given[#given + 1] = f
   if v == '' then
     new[f] = nil
     del[#del + 1] = GROUP[f]
@@ -63,6 +68,15 @@ end
 local was = exists and redis.call('ZSCORE', P .. KEY.open, gid) ~= false
 local is = is_open(new, now_ms())
 local head = (was or is) and ex_head(P, 1)
+-- the open groups' room and capacity: this group's share before and after
+local function share(g, open)
+  if not open then return 0, 0 end
+  return math.max(tonumber(g.capacity) - tonumber(g.count), 0), tonumber(g.capacity)
+end
+local room_was, cap_was = share(old, was)
+local room_is, cap_is = share(new, is)
+local room_delta, cap_delta = room_is - room_was, cap_is - cap_was
+local recovered = pool.exhausted == '1' and pool.room and tonumber(pool.room) + room_delta > 0
 
 -- Writes from here on.
 if gseq then redis.call('HSET', KEYS[1], POOL.group_seq, gseq) end
@@ -93,4 +107,10 @@ elseif is and was then
   fw_add(P, n, tonumber(new.slot), tonumber(new.weight) - tonumber(old.weight))
 end
 if head then set_next_expiry(P, ex_min(head, {[gid] = true}, is and new.expires_at or nil)) end
+add_room(P, pool.room, room_delta, cap_delta)
+emit(P, exists and 'group.updated' or 'group.created', gid, actor, {fields = given})
+if recovered then
+  redis.call('HDEL', KEYS[1], POOL.exhausted)
+  emit(P, 'pool.recovered', '', actor, {remaining = tonumber(pool.room) + room_delta})
+end
 return {'ok', gid}

@@ -99,3 +99,18 @@ local function set_next_expiry(P, m)
     redis.call('HDEL', P .. KEY.pool, POOL.next_expiry)
   end
 end
+
+-- The pool's room and capacity (of its open groups) change by these amounts. Pools older than
+-- these aggregates have neither until the start-up migration: nothing is kept for them.
+local function add_room(P, has_room, room, capacity)
+  if not has_room then return end
+  if room ~= 0 then redis.call('HINCRBY', P .. KEY.pool, POOL.room, room) end
+  if capacity ~= 0 then redis.call('HINCRBY', P .. KEY.pool, POOL.capacity, capacity) end
+end
+
+-- Append an event to the pool's stream (app/events/model.py): its type, group ('' = none), the
+-- API key behind it ('' = none) and its data as JSON. The stream id carries the time.
+local function emit(P, type, gid, actor, data)
+  redis.call('XADD', P .. KEY.events, 'MAXLEN', '~', DEFAULT.events, '*', 'type', type,
+             'group', gid or '', 'actor', actor or '', 'data', cjson.encode(data or {}))
+end

@@ -24,7 +24,7 @@ local n = batch and #KEYS - 1 or 1
 
 local pool = read(KEYS[1], POOL, 'status', 'name', 'strategy', 'mode', 'valid_from',
                   'valid_until', 'sticky_ttl', 'next_expiry', 'rr_cursor', 'slots',
-                  'weight_total', 'draw_salt')
+                  'weight_total', 'draw_salt', 'room', 'capacity', unpack(RECORDED_FIELDS))
 if not pool.status then  -- no such pool: nothing is recorded, nothing written
   if not batch then return {OUTCOME.unknown} end
   local out = {}
@@ -66,17 +66,74 @@ local function group(gid)
   local g = groups[gid]
   if not g then
     g = read(group_key(P, gid), GROUP, 'url', 'count', 'capacity', 'expires_at', 'mode',
-             'enabled', 'slot')
+             'enabled', 'slot', 'weight')
     groups[gid] = g
   end
   return g
 end
 
-local function first_unskipped(list)
-  for i = 1, #list do
-    if not skip[list[i]] then return list[i] end
+-- weighted: the Fenwick tree as the skipped groups will leave it, without writing: each
+-- skipped slot's weight comes off the nodes that cover it (in `delta`), so a pick is one
+-- O(log n) descent however many groups are skipped.
+local delta, skipped_weight, nodes = {}, 0, {}
+local function fenwick_skip(gid)
+  local g = groups[gid] or read(group_key(P, gid), GROUP, 'slot', 'weight')
+  local slot, w = tonumber(g.slot or 0), tonumber(g.weight or 0)
+  if slot < 1 or w == 0 then return end
+  skipped_weight = skipped_weight + w
+  local i = slot
+  while i <= fw_n do
+    delta[i] = (delta[i] or 0) - w
+    i = i + bit.band(i, -i)
+  end
+end
+
+-- An open group found unusable (expired, or full by the picks so far): every later pick
+-- skips it; `taken_out` also has the writes take it out of the indexes (purge).
+local function skip_group(gid, taken_out)
+  skip[gid] = true
+  nskip = nskip + 1
+  if taken_out then purge[#purge + 1] = gid end
+  if strategy == 'weighted' then fenwick_skip(gid) end
+end
+
+-- How many indexed groups a call may find unusable beyond the expiry purge's batch (a burst
+-- of codes that expired together): past it, the call gives up and answers fallback.
+local budget = 2000
+
+local function usable(gid)
+  local g = group(gid)
+  if g.url and is_open(g, g.expires_at and clock()) then return g end  -- capacity checked here,
+  skip_group(gid, true)                                                -- not trusted to the index
+  budget = budget - 1
+  return nil
+end
+
+-- The first usable group of an index, in its order, walking past the skipped ones a window at
+-- a time: `fetch(offset, count)` reads the index from `offset`.
+local function walk(fetch)
+  local offset = 0
+  while budget > 0 do
+    local window = nskip + 16
+    local list = fetch(offset, window)
+    for i = 1, #list do
+      local gid = list[i]
+      if not skip[gid] then
+        local g = usable(gid)
+        if g then return gid, g end
+        if budget <= 0 then return nil end
+      end
+    end
+    if #list < window then return nil end
+    offset = offset + #list
   end
   return nil
+end
+
+local function by_rank(key)
+  return function(offset, count)
+    return redis.call('ZRANGE', key, offset == 0 and '0' or offset, offset + count - 1)
+  end
 end
 
 -- Equal fill ratios are ordered by member, bytewise as a sorted set does (Lua's own string
@@ -92,10 +149,7 @@ end
 -- least_filled: the ratios as the earlier picks will leave them. Theirs are known here; the
 -- first other member past the skipped and counted ones is the least filled of the rest.
 local function pick_least_filled()
-  if #counted == 0 then
-    return first_unskipped(redis.call('ZRANGE', P .. KEY.open_by_fill, '0',
-                                      nskip == 0 and '0' or nskip))
-  end
+  if #counted == 0 then return walk(by_rank(P .. KEY.open_by_fill)) end
   local list = redis.call('ZRANGE', P .. KEY.open_by_fill, 0, nskip + #counted, 'WITHSCORES')
   local best, score = nil, nil
   for i = 1, #list, 2 do
@@ -116,76 +170,54 @@ local function pick_least_filled()
   return best
 end
 
--- weighted: a Fenwick search for r that ignores skipped slots without writing: search for r
--- plus the skipped weight that lies before the answer, until that weight stops changing (at
--- most nskip + 1 rounds of O(log n)).
-local skipped_weights = {}
+local fw_top = 1
+while fw_top * 2 <= fw_n do fw_top = fw_top * 2 end
 local function pick_weighted(vid)
-  local slots, total = {}, fw_total
-  for gid in pairs(skip) do
-    local s = skipped_weights[gid]
-    if not s then
-      local g = read(group_key(P, gid), GROUP, 'slot', 'weight')
-      s = {slot = tonumber(g.slot or 0), weight = tonumber(g.weight or 0)}
-      skipped_weights[gid] = s
-    end
-    slots[#slots + 1] = s
-    total = total - s.weight
-  end
+  local total = fw_total - skipped_weight
   if total <= 0 then return nil end
   -- The draw comes from the visitor id hashed with the pool's secret salt: the same visitor
   -- draws the same group when a scan is retried (no Lua PRNG, which older servers do not
   -- replicate safely), and a client that chooses its cookie cannot choose its group.
   local x = tonumber(string.sub(redis.sha1hex((pool.draw_salt or '') .. vid), 1, 8), 16)
-  local r = math.min(math.floor(x / 4294967296 * total), total - 1)
-  local top = 1
-  while top * 2 <= fw_n do top = top * 2 end
-  local before = 0
-  while true do
-    local pos, rem, step = 0, r + before, top
-    while step >= 1 do
-      if pos + step <= fw_n then
-        local v = tonumber(redis.call('HGET', P .. KEY.weights, pos + step) or 0)
-        if v <= rem then
-          pos = pos + step
-          rem = rem - v
-        end
+  local rem = math.min(math.floor(x / 4294967296 * total), total - 1)
+  local pos, step = 0, fw_top
+  while step >= 1 do
+    local i = pos + step
+    if i <= fw_n then
+      local v = nodes[i]
+      if not v then
+        v = tonumber(redis.call('HGET', P .. KEY.weights, i) or 0)
+        nodes[i] = v
       end
-      step = step / 2
+      v = v + (delta[i] or 0)
+      if v <= rem then
+        pos = i
+        rem = rem - v
+      end
     end
-    local slot, again = pos + 1, 0
-    for i = 1, #slots do
-      if slots[i].slot <= slot then again = again + slots[i].weight end
-    end
-    if again == before then
-      if slot > fw_n then return nil end
-      return redis.call('HGET', P .. KEY.slots, slot) or nil
-    end
-    before = again
+    step = step / 2
   end
+  if pos + 1 > fw_n then return nil end
+  return redis.call('HGET', P .. KEY.slots, pos + 1) or nil
 end
 
 local function pick(vid)
-  for _ = 1, 32 do
+  if strategy == 'fill' or (strategy ~= 'weighted' and strategy ~= 'least_filled' and not rr) then
+    return walk(by_rank(P .. KEY.open))
+  end
+  if strategy == 'round_robin' then
+    local gid, g = walk(function(offset, count)
+      return redis.call('ZRANGEBYSCORE', P .. KEY.open, '(' .. rr, '+inf', 'LIMIT', offset, count)
+    end)
+    if gid then return gid, g end
+    return walk(by_rank(P .. KEY.open))
+  end
+  while budget > 0 do
     local gid
-    if strategy == 'weighted' then
-      gid = pick_weighted(vid)
-    elseif strategy == 'least_filled' then
-      gid = pick_least_filled()
-    elseif rr then
-      gid = first_unskipped(redis.call('ZRANGEBYSCORE', P .. KEY.open, '(' .. rr, '+inf',
-                                       'LIMIT', 0, nskip + 1))
-        or first_unskipped(redis.call('ZRANGE', P .. KEY.open, 0, nskip))
-    else
-      gid = first_unskipped(redis.call('ZRANGE', P .. KEY.open, '0', nskip == 0 and '0' or nskip))
-    end
+    if strategy == 'weighted' then gid = pick_weighted(vid) else gid = pick_least_filled() end
     if not gid then return nil end
-    local g = group(gid)
-    -- Capacity is checked here, not trusted to the index.
-    if g.url and is_open(g, g.expires_at and clock()) then return gid, g end
-    skip[gid] = true
-    nskip = nskip + 1
-    purge[#purge + 1] = gid
+    local g = usable(gid)
+    if g then return gid, g end
   end
   return nil
 end
@@ -224,11 +256,7 @@ local function allocate()
   if pool.next_expiry and clock() >= tonumber(pool.next_expiry) then
     local expired = redis.call('ZRANGEBYSCORE', P .. KEY.open_expiring, '-inf', now,
                                'LIMIT', 0, 1000)
-    for i = 1, #expired do
-      skip[expired[i]] = true
-      purge[i] = expired[i]
-    end
-    nskip = #expired
+    for i = 1, #expired do skip_group(expired[i], true) end
   end
   local seen = {}
   for i = 1, n do
@@ -250,8 +278,7 @@ local function allocate()
         end
         added[gid] = added[gid] + 1
         if c >= tonumber(g.capacity) then
-          skip[gid] = true
-          nskip = nskip + 1
+          skip_group(gid, false)
           filled[#filled + 1] = gid
         end
         if strategy == 'round_robin' then
@@ -299,12 +326,27 @@ end
 local unindexing = {}
 for i = 1, #purge do unindexing[i] = purge[i] end
 for i = 1, #filled do unindexing[#unindexing + 1] = filled[i] end
-local leaving, next_expiry = {}, nil
+local leaving, next_expiry, expired = {}, nil, {}
+-- The open groups' room and capacity after this call: each allocation takes one place; a group
+-- that leaves the indexes takes its capacity, and the places it had left (none if it filled).
+local allocated = 0
+for i = 1, n do
+  if scans[i].reply[1] == OUTCOME.new then allocated = allocated + 1 end
+end
+local room_delta, capacity_delta = -allocated, 0
 if #unindexing > 0 then
   local gone = {}
   for i = 1, #unindexing do
-    leaving[i] = read(group_key(P, unindexing[i]), GROUP, 'slot', 'weight')
-    gone[unindexing[i]] = true
+    local gid = unindexing[i]
+    local g = read(group_key(P, gid), GROUP, 'slot', 'weight', 'capacity', 'count', 'expires_at')
+    leaving[i] = g
+    gone[gid] = true
+    if i <= #purge and g.expires_at and tonumber(g.expires_at) <= clock() then
+      expired[#expired + 1] = {gid, g.expires_at}
+    end
+    local count = groups[gid] and added[gid] and groups[gid].count or tonumber(g.count or 0)
+    room_delta = room_delta - math.max(tonumber(g.capacity or 0) - count, 0)
+    capacity_delta = capacity_delta - tonumber(g.capacity or 0)
   end
   next_expiry = ex_min(ex_head(P, #unindexing), gone, nil)
 end
@@ -324,10 +366,17 @@ if call == CALL.peek then return {OUTCOME.peek, last_gid or ''} end
 
 -- ===== RECORD: the recorders read ===============================================================
 
+local has_room = pool.room and true or false
 local facts = {
   prefix = P, pool_key = KEYS[1], pool = pool, clock = clock,
   scans = scans,  -- scans[i].reply[1] is its outcome; reply[2] its group for new and sticky
+  allocated = allocated,  -- how many scans got a new allocation
   filled = filled,  -- groups that reached their capacity in this call
+  expired = expired,  -- {gid, expires_at} of the groups found expired and taken out
+  groups = groups,  -- the picked groups' fields by name, count as this call leaves it
+  -- the open groups' places left and capacity after this call (nil: not kept yet)
+  room = has_room and tonumber(pool.room) + room_delta or nil,
+  capacity = has_room and tonumber(pool.capacity or 0) + capacity_delta or nil,
 }
 for i = 1, #RECORDERS do RECORDERS[i].read(facts) end
 
@@ -339,6 +388,7 @@ for i = 1, #unindexing do
   unindex(P, fw_n, unindexing[i], leaving[i].slot, leaving[i].weight)
 end
 if #unindexing > 0 then set_next_expiry(P, next_expiry) end
+add_room(P, has_room, room_delta, capacity_delta)
 
 for i = 1, #counted do
   local gid = counted[i]

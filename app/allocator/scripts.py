@@ -15,9 +15,10 @@ from importlib.resources import files
 from app.allocator.protocol import lua_constants
 from app.store.schema import lua_prelude
 
-NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put", "pool_delete")
+NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put", "pool_delete",
+         "pool_migrate", "tick")
 # What a scan records, in the order the recorders run (each a file in recorders/).
-RECORDERS = ("stats",)
+RECORDERS = ("stats", "events")
 
 
 @cache
@@ -27,7 +28,8 @@ def source(name: str, *, shebang: bool) -> str:
     pkg = files("app.allocator")
     parts = [lua_prelude(lua_constants()), (pkg / "lib.lua").read_text(encoding="utf-8")]
     if name == "scan":
-        parts.append("local RECORDERS = {}  -- each {read = function(facts), write = ...}\n")
+        parts.append("local RECORDERS = {}  -- each {read = function(facts), write = ...}\n"
+                     "local RECORDED_FIELDS = {}  -- the pool fields they need read\n")
         parts += [(pkg / "recorders" / f"{r}.lua").read_text(encoding="utf-8")
                   for r in RECORDERS]
     parts.append((pkg / f"{name}.lua").read_text(encoding="utf-8"))

@@ -88,6 +88,31 @@ POOL = Hash("pool", "One per pool: its settings and the allocator's running stat
     _f("last_position", "seq", "the highest group position handed out", "group_put",
        "group_reorder"),
     _f("group_seq", "gseq", "the last N of the automatic group ids g<N>", "group_put"),
+    _f("room", "room", "places left in the open groups (sum of capacity - count); absent in "
+       "pools older than it until the start-up migration", "scan", "group_put", "group_delete",
+       "pool_migrate"),
+    _f("capacity", "cap", "total capacity of the open groups", "scan", "group_put",
+       "group_delete", "pool_migrate"),
+    # statistics and alerts (recorders/stats.lua, recorders/events.lua, the scheduler)
+    _f("timezone", "tz", "IANA name of the operator's zone: their days", "pool_put"),
+    _f("tz_offset", "tzo", "that zone's UTC offset now, in seconds (the scheduler follows "
+       "daylight saving time)", "pool_put", "tick"),
+    _f("language", "lang", "zh-CN | en: of the chat alerts", "pool_put"),
+    _f("stats_ttl", "sttl", "seconds statistics are kept after their hour or day ends",
+       "pool_put", "pool_migrate"),
+    _f("stats_hour", "shr", "the hourly bucket whose expiry the scan set last", "scan"),
+    _f("low_minutes", "alm", "pool.low when the pool runs out within this many minutes at "
+       "the current rate; absent: DEFAULT.low_minutes", "pool_put"),
+    _f("low_percent", "alp", "or when less than this percent of its capacity is left; "
+       "absent: DEFAULT.low_percent", "pool_put"),
+    _f("low_every", "ale", "minutes between two pool.low events; absent: DEFAULT.low_every",
+       "pool_put"),
+    _f("expiring_hours", "aex", "group.expiring this many hours before a code expires; "
+       "absent: DEFAULT.expiring_hours", "pool_put"),
+    _f("low_at", "lowat", "epoch ms of the last pool.low", "scan", "tick"),
+    _f("low_checked", "lowck", "the minute (epoch minutes) whose first allocation checked the "
+       "rate against low_minutes", "scan"),
+    _f("exhausted", "exh", "'1' from pool.exhausted until pool.recovered", "scan", "group_put"),
 ))
 
 GROUP = Hash("g:", "One per group (key suffix g:<group id>): an invite link and its count.", (
@@ -104,6 +129,7 @@ GROUP = Hash("g:", "One per group (key suffix g:<group id>): an invite link and 
        "group_put", "group_reorder"),
     _f("slot", "fi", "its Fenwick slot, fixed for life; sticky records hold it",
        "group_put"),
+    _f("expiring_warned", "xw", "the expires_at that group.expiring was sent for", "tick"),
 ))
 
 # Every key of a pool after its prefix `lc:{<pool_id>}:`, by the name the code uses. A group
@@ -125,9 +151,26 @@ KEYS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                 "range (weighted)", ("scan", "group_put", "group_delete")),
     "slots": ("fwg", "hash: slot -> group id, for every group of the pool: the index of all "
               "its groups", ("group_put", "group_delete")),
-    "stats": ("st", "hash: running totals: 'new' (allocations without a channel), "
-              "'n:<channel>' (with one; at most 256 fields, then 'n:~other'), 'fallback'",
-              ("scan",)),
+    "stats": ("st", "hash: scans since the pool was made, by outcome (OUTCOME_FIELDS). "
+              "Pools from before 0.2 also hold 'n:<channel>': new allocations with that "
+              "channel, which 'new' did not count then (store/stats.py adds them back)",
+              ("scan", "import")),
+    "hour": ("h:", "hash per hour (+ the hour's start, epoch seconds, aligned to the pool's "
+             "zone): 'g:<gid>:new' and 'g:<gid>:sticky' per group (the pool's new and sticky "
+             "are their sum), the pool's other outcomes (OUTCOME_FIELDS), and "
+             "'c:<channel>:<outcome>' per channel; expires stats_ttl after its hour",
+             ("scan", "import")),
+    "visitors": ("u:", "HyperLogLog per local day (+ days since 1970-01-01 in the pool's "
+                 "zone), and per channel (+ day:channel): the day's distinct visitors; "
+                 "expires stats_ttl after its day", ("scan", "import")),
+    "channels": ("chs", "hash: channel -> the last local day its visitors key got its expiry; "
+                 "the pool's channels, at most DEFAULT.channels (later ones count as "
+                 "'~other')", ("scan",)),
+    "rate": ("r", "hash: minute (epoch minutes) -> new allocations in it, for the last hour: "
+             "the scan rate of the forecast", ("scan",)),
+    "events": ("ev", "stream: the pool's events (app/events/model.py), at most about "
+               "DEFAULT.events entries", ("scan", "tick", "pool_put", "group_put",
+                                         "group_delete", "group_reorder")),
     "sticky": ("v:", "string per visitor (+ visitor id): the slot of the group they got; "
                "expires after the pool's sticky_ttl", ("scan",)),
     "rate_limit": ("rl:", "string per client and minute (+ client:minute): new allocations, "
@@ -141,7 +184,14 @@ KEYS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 DEFAULT_CAPACITY = 200
 DEFAULT_STICKY_TTL_S = 7 * 24 * 3600
 DEFAULT_WEIGHT = 1
-STATS_CHANNEL_FIELDS = 256  # per pool, then channels count as '~other'
+# What the hourly buckets and the totals count: every scan that reached Redis, by outcome
+# ('paused' also counts scans before valid_from and after valid_until).
+OUTCOME_FIELDS = ("new", "sticky", "fallback", "paused", "limited")
+DEFAULT_STATS_TTL_S = 35 * 24 * 3600
+MAX_CHANNELS = 64  # per pool, then channels count as '~other'
+OTHER_CHANNEL = "~other"
+MAX_EVENTS = 10_000  # per pool stream, trimmed approximately
+ALERT_DEFAULTS = {"low_minutes": 60, "low_percent": 10, "low_every": 30, "expiring_hours": 24}
 
 
 def suffix(name: str) -> str:
@@ -156,8 +206,10 @@ def lua_prelude(constants: Iterable[tuple[str, Mapping[str, str]]] = ()) -> str:
         ("GROUP", {f.name: f.stored for f in GROUP.fields}),
         ("KEY", {name: v[0] for name, v in KEYS.items()}),
         ("DEFAULT", {"capacity": str(DEFAULT_CAPACITY), "sticky_ttl": str(DEFAULT_STICKY_TTL_S),
-                     "weight": str(DEFAULT_WEIGHT),
-                     "stats_channel_fields": str(STATS_CHANNEL_FIELDS)}),
+                     "weight": str(DEFAULT_WEIGHT), "channels": str(MAX_CHANNELS),
+                     "other_channel": OTHER_CHANNEL, "events": str(MAX_EVENTS),
+                     "stats_ttl": str(DEFAULT_STATS_TTL_S),
+                     **{k: str(v) for k, v in ALERT_DEFAULTS.items()}}),
         *constants,
     ]
     lines = ["-- Generated from app/store/schema.py and app/allocator/protocol.py."]

@@ -1,47 +1,129 @@
--- Recorder: the pool's running totals (KEY.stats). Each new allocation adds 1 to 'new' without
--- a channel, or to 'n:<channel>' with one (at most DEFAULT.stats_channel_fields fields, then
--- 'n:~other'); each scan that found no room adds 1 to 'fallback'.
+-- Recorder: statistics. Every scan that reached the pool counts, by outcome (a page view):
+--   KEY.stats          since the pool was made: by outcome, and new allocations per channel
+--                      ('c:<channel>')
+--   KEY.hour .. H      the hour starting at H (epoch seconds, aligned to the pool's zone): new
+--                      and sticky per group ('g:<gid>:new', 'g:<gid>:sticky': the pool's are
+--                      their sum), the other outcomes for the pool ('fallback'), and every
+--                      outcome per channel ('c:<channel>:<outcome>')
+--   KEY.visitors .. D  the visitors of local day D (HyperLogLog), and per channel (D:<channel>)
+--   KEY.rate           new allocations per minute, for the forecast
+--   KEY.channels       the pool's channels, at most DEFAULT.channels of them named; later ones
+--                      count as DEFAULT.other_channel
+-- Counting people: only 'new' is once per visitor, and the visitor sets ignore repeats; page
+-- views count each scan, as page views do.
+-- Each key gets its expiry once: the hour's bucket and the day's visitors when a scan is the
+-- first of its hour (POOL.stats_hour), a channel's visitors once a day (its KEY.channels value).
+RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'tz_offset'
+RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'stats_ttl'
+RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'stats_hour'
 do
-  local bumps = {}
+  local outcome_field = {[OUTCOME.not_started] = OUTCOME.paused, [OUTCOME.ended] = OUTCOME.paused}
+  local P, totals, bucket, visitors, channel_visitors, ttl = nil, {}, {}, {}, {}, 0
+  local hour, day, minute, new_hour, stale_minutes, channel_days = nil, nil, nil, false, {}, {}
+
+  local function bump(t, f, k)
+    t[f] = (t[f] or 0) + k
+  end
+
   RECORDERS[#RECORDERS + 1] = {
     read = function(facts)
-      local key = facts.prefix .. KEY.stats
-      local made, existed, length = {}, {}, nil
-      local function has(f)
-        if existed[f] == nil then existed[f] = redis.call('HEXISTS', key, f) == 1 end
-        return existed[f]
-      end
-      local function field(channel)
-        if channel == '' then return 'new' end
-        local f = 'n:' .. channel
-        if bumps[f] or has(f) then return f end
-        if not length then length = redis.call('HLEN', key) end
-        local size = length
-        for m in pairs(made) do
-          if not has(m) then size = size + 1 end
+      P = facts.prefix
+      local pool = facts.pool
+      local now = facts.clock()
+      local sec = math.floor(now / 1000)
+      local offset = tonumber(pool.tz_offset or 0)
+      hour = sec - (sec - offset) % 3600
+      day = math.floor((sec + offset) / 86400)
+      minute = math.floor(now / 60000)
+      ttl = tonumber(pool.stats_ttl or DEFAULT.stats_ttl)
+      new_hour = pool.stats_hour ~= tostring(hour)
+      if new_hour then  -- the rate hash keeps the last hour
+        for _, m in ipairs(redis.call('HKEYS', P .. KEY.rate)) do
+          if tonumber(m) < minute - 60 then stale_minutes[#stale_minutes + 1] = m end
         end
-        if size >= tonumber(DEFAULT.stats_channel_fields) then return 'n:~other' end
-        return f
       end
-      local function bump(f)
-        if not bumps[f] then
-          bumps[f] = 0
-          made[f] = true
+
+      -- the channels of this call, as counted: known, newly registered, or ~other
+      local named, wanted = {}, {}
+      for _, s in ipairs(facts.scans) do
+        if s.channel ~= '' and not named[s.channel] then
+          named[s.channel] = true
+          wanted[#wanted + 1] = s.channel
         end
-        bumps[f] = bumps[f] + 1
       end
+      local as_counted = {}
+      if #wanted > 0 then
+        local other = DEFAULT.other_channel
+        wanted[#wanted + 1] = other
+        local days = redis.call('HMGET', P .. KEY.channels, unpack(wanted))
+        local size = nil
+        for i = 1, #wanted - 1 do
+          local ch = wanted[i]
+          if days[i] then
+            as_counted[ch] = ch
+          else
+            -- named channels only: '~other' is the one more
+            size = size or redis.call('HLEN', P .. KEY.channels) - (days[#wanted] and 1 or 0)
+            if size < tonumber(DEFAULT.channels) then
+              size = size + 1
+              as_counted[ch] = ch
+            else
+              as_counted[ch] = other
+            end
+          end
+          channel_days[as_counted[ch]] = days[i] or (as_counted[ch] == other and days[#wanted])
+        end
+      end
+
       for _, s in ipairs(facts.scans) do
         local outcome = s.reply[1]
-        if outcome == OUTCOME.new then
-          bump(field(s.channel))
-        elseif outcome == OUTCOME.fallback then
-          bump('fallback')
+        local f = outcome_field[outcome] or outcome
+        bump(totals, f, 1)
+        if outcome == OUTCOME.new or outcome == OUTCOME.sticky then
+          bump(bucket, 'g:' .. s.reply[2] .. ':' .. f, 1)
+        else
+          bump(bucket, f, 1)
         end
+        local ch = as_counted[s.channel]
+        if ch then
+          bump(bucket, 'c:' .. ch .. ':' .. f, 1)
+          if outcome == OUTCOME.new then bump(totals, 'c:' .. ch, 1) end
+          local list = channel_visitors[ch]
+          if not list then
+            list = {}
+            channel_visitors[ch] = list
+          end
+          list[#list + 1] = s.visitor
+        end
+        if s.visitor ~= '' then visitors[#visitors + 1] = s.visitor end
       end
     end,
+
     write = function(facts)
-      local key = facts.prefix .. KEY.stats
-      for f, k in pairs(bumps) do redis.call('HINCRBY', key, f, k == 1 and '1' or k) end
+      local hour_key = P .. KEY.hour .. hour
+      local day_key = P .. KEY.visitors .. day
+      for f, k in pairs(totals) do
+        redis.call('HINCRBY', P .. KEY.stats, f, k == 1 and '1' or k)
+      end
+      for f, k in pairs(bucket) do redis.call('HINCRBY', hour_key, f, k == 1 and '1' or k) end
+      if #visitors > 0 then redis.call('PFADD', day_key, unpack(visitors)) end
+      for ch, list in pairs(channel_visitors) do
+        local key = day_key .. ':' .. ch
+        redis.call('PFADD', key, unpack(list))
+        if channel_days[ch] ~= tostring(day) then
+          redis.call('EXPIRE', key, ttl + 86400)
+          redis.call('HSET', P .. KEY.channels, ch, day)
+        end
+      end
+      if facts.allocated > 0 then
+        redis.call('HINCRBY', P .. KEY.rate, minute, facts.allocated)
+      end
+      if new_hour and #visitors > 0 then  -- (every counted scan has a visitor)
+        redis.call('EXPIRE', hour_key, ttl + 3600)
+        redis.call('EXPIRE', day_key, ttl + 86400)
+        if #stale_minutes > 0 then redis.call('HDEL', P .. KEY.rate, unpack(stale_minutes)) end
+        redis.call('HSET', facts.pool_key, POOL.stats_hour, hour)
+      end
     end,
   }
 end
