@@ -8,6 +8,7 @@ import redis.asyncio as aredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app import audit
 from app.errors import LivecodeError, StoreUnavailable
 from app.store.apikeys import ApiKeyPublic, ApiKeyStore
 
@@ -70,6 +71,7 @@ async def require_admin(
         raise Forbidden(
             "this API key may only read; an admin key is required", {"scope": key.scope}
         )
+    audit.actor.set(key.id)
     return key
 
 

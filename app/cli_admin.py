@@ -18,7 +18,7 @@ import click
 import redis.asyncio as aredis
 from pydantic import ValidationError
 
-from app import links, qr
+from app import audit, links, qr
 from app.embedded import redis_for
 from app.errors import InvalidInput, LivecodeError, validation_details
 from app.runtime import connect
@@ -54,6 +54,7 @@ def run(action: Callable[[Stores], Awaitable[T]]) -> T:
     settings = Settings()
 
     async def go(url: str) -> T:
+        audit.actor.set("cli")
         client, fast = await connect(settings.model_copy(update={"redis_url": url or None}), 5)
         try:
             pools = await PoolStore.open(client, settings)

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from app import __version__, console, error_handlers, metrics
 from app.bodylimit import BodyLimit
-from app.routes import groups, health, pools
+from app.events import scheduler
+from app.routes import events, groups, health, pools, stats
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
@@ -49,10 +50,15 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         api.state.runtime = runtime
         scan.allocator = runtime.allocator
         flusher = asyncio.create_task(_flush_metrics_every(1.0))
+        background = [asyncio.create_task(scheduler.run(
+            runtime.store, interval_s=settings.scheduler_interval_s))] if settings.scheduler else []
         try:
             yield
         finally:
             flusher.cancel()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             metrics.scans.flush()
             scan.allocator = None
             await runtime.close()
@@ -66,6 +72,8 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     error_handlers.install(api, settings.retry_after_s)
     api.include_router(pools.router)
     api.include_router(groups.router)
+    api.include_router(stats.router)
+    api.include_router(events.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     console.mount(api)  # the operator console at /console

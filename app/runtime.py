@@ -45,9 +45,9 @@ class Runtime:
         shebang = scripts.supports_shebang(version)
         store = PoolStore(client, shebang=shebang, settings=settings)
         try:
-            await store.ensure_draw_salts()
+            await store.migrate()
         except (aredis.RedisError, RedisClusterException, OSError) as exc:  # the next start will
-            log.warning("could not give older pools a draw salt: %r", exc)
+            log.warning("could not bring older pools up to date: %r", exc)
         return cls(
             settings=settings,
             redis=client,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,7 +17,14 @@ from pydantic import (
     model_validator,
 )
 
-from app.store.schema import DEFAULT_CAPACITY, DEFAULT_STICKY_TTL_S, DEFAULT_WEIGHT
+from app.i18n import LocaleName
+from app.stats.models import ForecastPublic, ScanTotals, StatsPoint
+from app.store.schema import (
+    ALERT_DEFAULTS,
+    DEFAULT_CAPACITY,
+    DEFAULT_STICKY_TTL_S,
+    DEFAULT_WEIGHT,
+)
 
 Strategy = Literal["fill", "round_robin", "weighted", "least_filled"]
 Mode = Literal["redirect", "page"]
@@ -50,6 +59,20 @@ def _no_number(value: Any) -> Any:
 Time = Annotated[datetime, BeforeValidator(_no_number), AfterValidator(_utc)]
 
 
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def _zone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError("must be an IANA time zone name, e.g. Asia/Shanghai or UTC")
+    return value
+
+
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_zone)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +97,22 @@ class Fallback(_Model):
     contact_url: UrlStr | None = Field(default=None, description="shown as a QR code on the page")
 
 
+class Alerts(_Model):
+    """When the pool's alerts fire (events, webhooks); absent values keep the defaults."""
+
+    low_minutes: int = Field(default=ALERT_DEFAULTS["low_minutes"], ge=1, le=7 * 24 * 60,
+                             description="pool.low when it runs out within this many minutes "
+                             "at the current rate")
+    low_percent: int = Field(default=ALERT_DEFAULTS["low_percent"], ge=0, le=100,
+                             description="or when less than this percent of its capacity is "
+                             "left")
+    low_every_minutes: int = Field(default=ALERT_DEFAULTS["low_every"], ge=1, le=24 * 60,
+                                   description="at most one pool.low per this many minutes")
+    expiring_hours: int = Field(default=ALERT_DEFAULTS["expiring_hours"], ge=1, le=7 * 24,
+                                description="group.expiring this many hours before a code "
+                                "expires")
+
+
 class PoolCreate(_Model):
     id: PoolId
     name: Name = ""
@@ -84,6 +123,11 @@ class PoolCreate(_Model):
     valid_until: Time | None = None
     sticky_ttl_s: int = Field(default=DEFAULT_STICKY_TTL_S, ge=60, le=366 * 24 * 3600)
     fallback: Fallback = Field(default_factory=Fallback)
+    timezone: TimeZone | None = Field(default=None, description="IANA name: the days its "
+                                      "statistics count in (default: LIVECODE_TIMEZONE)")
+    language: LocaleName | None = Field(default=None, description="of its chat alerts "
+                                        "(default: LIVECODE_LANGUAGE)")
+    alerts: Alerts = Field(default_factory=Alerts)
 
     @model_validator(mode="after")
     def _schedule(self) -> PoolCreate:
@@ -101,6 +145,9 @@ class PoolUpdate(_Model):
     valid_until: Time | None = None
     sticky_ttl_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
     fallback: Fallback | None = None
+    timezone: TimeZone | None = None
+    language: LocaleName | None = None
+    alerts: Alerts | None = None
 
 
 class GroupCreate(_Model):
@@ -142,6 +189,8 @@ class GroupPublic(_Model):
     enabled: bool
     mode: Mode | None
     position: int
+    minutes_to_full: float | None = Field(
+        default=None, description="at the pool's current rate (see the pool's forecast)")
 
 
 class PoolPublic(_Model):
@@ -155,13 +204,19 @@ class PoolPublic(_Model):
     sticky_ttl_s: int
     fallback: Fallback
     created_at: datetime | None
+    timezone: str
+    language: LocaleName
+    alerts: Alerts
     scan_url: str = Field(description="what its posters encode: LIVECODE_PUBLIC_URL + /s/{id}")
     poster_warning: str | None = Field(
         default=None, description="set when phones cannot reach scan_url (a loopback address)")
     groups: list[GroupPublic] | None = None
     total_capacity: int | None = None
     total_remaining: int | None = None
-    stats: dict[str, int] | None = None
+    totals: ScanTotals | None = Field(default=None, description="scans since it was made")
+    today: StatsPoint | None = Field(default=None, description="scans of the current day in "
+                                     "its timezone, with distinct visitors")
+    forecast: ForecastPublic | None = None
     next_group: str | None = Field(
         default=None, description="the group the next new scan would get (weighted: one draw)"
     )

@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     )
     console_signin_window_s: int = Field(default=15 * 60, ge=10)
 
+    timezone: str = Field(default="UTC", description="a new pool's timezone (IANA name): the "
+                          "days its statistics count in")
+    language: str = Field(default="zh-CN", description="a new pool's language for chat alerts: "
+                          "zh-CN or en")
+    stats_retention_days: int = Field(default=35, ge=1, le=3660,
+                                      description="hourly and daily statistics are kept this long")
+    scheduler: bool = Field(default=True, description="run the scheduler and the event "
+                            "dispatcher (one process of the deployment does, by a lease)")
+    scheduler_interval_s: float = Field(default=60.0, gt=0, description="how often time-based "
+                                        "events (code expiry, forecast) are checked")
+
     allow_http_targets: bool = False
     allowed_target_hosts: list[str] = Field(default_factory=list)
     forwarded_allow_ips: str = "127.0.0.1"

@@ -84,7 +84,7 @@ class Seeder:
         return [gid for gid, _ in items]
 
     def set_counts(self, pool_id: str, gids: Sequence[str], count: int) -> None:
-        """`group_put` in 'update' mode with field `c`: what a reset (0) or an import does, and
+        """`group_put` in 'update' mode with field `count`: what a reset (0) or an import does, and
         with count == capacity, how a group becomes full."""
         self._run(self._group_puts(pool_id, "update", [(g, ["count", str(count)]) for g in gids]))
 
@@ -95,7 +95,7 @@ class Seeder:
         for start in range(0, len(items), BATCH):
             async with self.r.pipeline(transaction=False) as pipe:
                 for gid, fields in items[start : start + BATCH]:
-                    await script(keys=pool_key, args=[prefix, gid, op, *fields], client=pipe)
+                    await script(keys=pool_key, args=[prefix, gid, op, "", *fields], client=pipe)
                 replies = await pipe.execute()
             failed = [r for r in replies if not _ok(r)]
             if failed:
@@ -116,7 +116,8 @@ class Seeder:
         return self._run(go())
 
     def stats(self, pool_id: str) -> dict[str, int]:
-        return self._run(self.store.stats(pool_id))
+        totals = self._run(self.store.statistics.totals(pool_id))
+        return totals.model_dump(exclude={"by_channel"})
 
     def allocated(self, pool_id: str, gids: Sequence[str]) -> tuple[int, int, int]:
         """(new allocations and fallbacks the stats count, the sum of `gids`' counts), read in
@@ -128,7 +129,7 @@ class Seeder:
                     pipe.hget(keys.group(pool_id, gid), "c")
                 stats, *counts = await pipe.execute()
             st = {k.decode(): int(v) for k, v in stats.items()}
-            new = sum(v for k, v in st.items() if k == "new" or k.startswith("n:"))
+            new = st.get("new", 0)
             return new, st.get("fallback", 0), sum(int(c or 0) for c in counts)
         return self._run(go())
 

@@ -22,7 +22,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store import keys
 from app.store.apikeys import ApiKeyStore
-from tests.helpers import snapshot
+from tests.helpers import allocation_snapshot, snapshot
 
 API = "/api/v1"
 PUBLIC_URL = "https://lc.example"
@@ -158,11 +158,13 @@ def parse_dt(value: str) -> datetime:
 
 
 @asynccontextmanager
-async def unchanged(client: aredis.Redis) -> AsyncIterator[None]:
-    """Every key and value is the same after the block as before it."""
-    before = await snapshot(client)
+async def unchanged(client: aredis.Redis, *, but_page_views: bool = False) -> AsyncIterator[None]:
+    """Every key and value is the same after the block as before it; `but_page_views`: but
+    what scans record (a scan of a closed pool still counts as a page view)."""
+    take = allocation_snapshot if but_page_views else snapshot
+    before = await take(client)
     yield
-    after = await snapshot(client)
+    after = await take(client)
     assert after == before, {
         k: (before.get(k), after.get(k)) for k in set(before) | set(after)
         if before.get(k) != after.get(k)
@@ -230,7 +232,8 @@ async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[st
     as `av`; `ex` holds exactly the indexed groups that expire, and the pool's `exn` is its
     earliest score (absent when `ex` is empty); `av` scores are positions;
     every Fenwick node of `fw` is the sum of its slots' weights (indexed groups only) and `fwt`
-    is the sum of the weights of the indexed groups. Returns every group's hash."""
+    is the sum of the weights of the indexed groups; the pool's `room` and `cap` are the places
+    left in and the capacity of the indexed groups. Returns every group's hash."""
     p = keys.prefix(pool_id)
     sec, usec = await client.time()
     now_ms = sec * 1000 + usec // 1000
@@ -262,6 +265,10 @@ async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[st
     assert exn == (min(ex.values()) if ex else None), (pool.get("exn"), ex)
     assert set(av) <= set(gids)
     assert int(pool.get("fwt", 0)) == sum(slot_weight.values()), (pool.get("fwt"), slot_weight)
+    # the pool's room and capacity are those of its indexed groups
+    indexed = [groups[gid] for gid in av]
+    assert int(pool["room"]) == sum(int(g["cap"]) - int(g.get("c", 0)) for g in indexed), pool
+    assert int(pool["cap"]) == sum(int(g["cap"]) for g in indexed), pool
     for i in range(1, fwn + 1):
         low = i - (i & -i)
         expected = sum(slot_weight.get(j, 0) for j in range(low + 1, i + 1))

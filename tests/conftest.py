@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from app.embedded import RedisProcess, free_port
 from tests.api_helpers import Api, open_api
 from tests.helpers import SCAN_CLIENTS, Core, open_scan_core, start_primary_and_replica
 from tests.topology import Cluster, redis_cluster
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The scheduler and event dispatcher run in the background of every app: tests that take
+    # "nothing changed" snapshots around a request would see them move the event feed. The
+    # tests of the scheduler turn it on (scheduler=True, or LIVECODE_SCHEDULER=true).
+    os.environ.setdefault("LIVECODE_SCHEDULER", "false")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from app.embedded import RedisProcess
 from app.runtime import connect
 from app.schemas import GroupCreate, PoolCreate
 from app.settings import Settings
-from app.store import keys
+from app.store import keys, schema
 from app.store.fastredis import PipelinedRedis, ScanClient
 from app.store.pools import AnyRedis, PoolStore, server_version
 from app.store.topology import ClusterScanClient
@@ -185,6 +185,27 @@ async def snapshot(client: AnyRedis) -> dict[bytes, Any]:
         expires = await _expires_at(client, key, exact)
         if expires is False:
             continue
+        out[key] = (kind, value, expires)
+    return out
+
+
+# What a scan's recorders write (app/allocator/recorders/): statistics and events. A scan
+# that allocates nothing (a closed pool, a returning visitor) still records its page view.
+RECORDED_KEYS = tuple(schema.suffix(k) for k in ("stats", "hour", "visitors", "channels",
+                                                  "rate", "events"))
+RECORDED_POOL_FIELDS = tuple(schema.POOL.stored(f).encode()
+                             for f in ("stats_hour", "low_at", "low_checked", "exhausted"))
+
+
+async def allocation_snapshot(client: AnyRedis) -> dict[bytes, Any]:
+    """snapshot() without what the recorders write: the allocation's own state."""
+    out = {}
+    for key, (kind, value, expires) in (await snapshot(client)).items():
+        rest = key.decode().split("}:", 1)[-1]
+        if rest.startswith(RECORDED_KEYS):
+            continue
+        if rest == schema.suffix("pool"):
+            value = {k: v for k, v in value.items() if k not in RECORDED_POOL_FIELDS}
         out[key] = (kind, value, expires)
     return out
 

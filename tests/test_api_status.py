@@ -49,7 +49,7 @@ async def test_pool_status_reports_counts_remaining_and_totals(api: Api) -> None
     assert pool["total_capacity"] == 3 + 2 + 10
     assert pool["total_remaining"] == 9
     assert pool["next_group"] == "g5"
-    assert pool["stats"]["new"] == 6
+    assert pool["totals"]["new"] == 6
     # a count above a lowered capacity: no room, ratio above 1
     await api.ok("PATCH", "/pools/pool-a/groups/g1", json={"capacity": 2})
     g1 = await api.group("pool-a", "g1")

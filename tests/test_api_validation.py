@@ -135,6 +135,15 @@ async def test_read_key_on_a_mutating_route_is_403(
         assert_error(r, 401, "unauthorized")
 
 
+def without_forecast(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: without_forecast(v) for k, v in doc.items()
+                if k not in ("forecast", "minutes_to_full")}
+    if isinstance(doc, list):
+        return [without_forecast(v) for v in doc]
+    return doc
+
+
 async def test_read_key_can_get_everything(api: Api) -> None:
     await api.make_pool("pool-a", 2)
     await api.scan("pool-a")
@@ -142,7 +151,12 @@ async def test_read_key_can_get_everything(api: Api) -> None:
                  "/pools/pool-a/qr.svg"):
         r = await api.call("GET", path, key="read")
         assert r.status_code == 200, (path, r.text)
-        assert r.content == (await api.call("GET", path, key="admin")).content, path
+        admin = await api.call("GET", path, key="admin")
+        if r.headers["content-type"].startswith("application/json"):
+            # the forecast moves with the clock between the two reads
+            assert without_forecast(r.json()) == without_forecast(admin.json()), path
+        else:
+            assert r.content == admin.content, path
     assert (await api.call("GET", "/pools/pool-a", key="read")).json()["groups"][0]["count"] == 1
 
 

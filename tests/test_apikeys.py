@@ -63,6 +63,10 @@ async def dump(client: aredis.Redis) -> list[bytes]:
                 out += [k, v]
         elif kind == "set":
             out += list(await client.smembers(key))
+        elif kind == "stream":  # the events of key changes
+            for _, fields in await client.xrange(key):
+                for k, v in fields.items():
+                    out += [k, v]
         else:
             raise AssertionError(f"unexpected type {kind} at {key!r}")
     return out

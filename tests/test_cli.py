@@ -129,7 +129,7 @@ def test_export_import_round_trip(cli: CliRunner, sync_redis: redis.Redis, tmp_p
     after = json.loads(ok(cli, "pools", "show", "spring").output)
     for doc in (before, after):
         doc.pop("created_at")
-        doc.pop("stats")
+        doc.pop("forecast")  # it moves with the clock
         doc.pop("next_group")  # weighted: one random draw
     assert after == before
     assert after["groups"][0]["count"] == 2 and after["total_remaining"] == 8

@@ -22,7 +22,8 @@ from app.console.summary import Forecast, group_state, most_urgent_first, summar
 from app.console.web import CSP, safe_next
 from app.embedded import RedisProcess
 from app.links import unreachable_reason
-from app.schemas import Fallback, GroupPublic, PoolPublic
+from app.schemas import Alerts, Fallback, GroupPublic, PoolPublic
+from app.stats.models import ScanTotals
 from app.store import keys
 from app.store.apikeys import ApiKeyPublic
 from tests.console_server import make_key, running_app
@@ -115,8 +116,9 @@ def _pool(pid: str, groups: list[GroupPublic], status: str = "active") -> PoolPu
     return PoolPublic(
         id=pid, name=pid, strategy="fill", status=status, mode="redirect",  # type: ignore[arg-type]
         valid_from=None, valid_until=None, sticky_ttl_s=3600, fallback=Fallback(),
-        created_at=NOW, scan_url=f"https://lc.example/s/{pid}", groups=groups,
-        stats={"new": 7, "fallback": 2},
+        created_at=NOW, timezone="UTC", language="en", alerts=Alerts(),
+        scan_url=f"https://lc.example/s/{pid}", groups=groups,
+        totals=ScanTotals(scans=9, new=7, sticky=0, fallback=2, paused=0, limited=0),
     )
 
 

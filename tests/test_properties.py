@@ -41,7 +41,7 @@ from app.schemas import Fallback, GroupCreate, GroupUpdate, PoolCreate, PoolUpda
 from app.store import keys
 from app.store.schema import POOL
 from app.urls import MAX_URL_LENGTH, UrlPolicy, check_target_url
-from tests.helpers import STRATEGIES, Core, open_core, snapshot
+from tests.helpers import STRATEGIES, Core, allocation_snapshot, open_core, snapshot
 
 T = TypeVar("T")
 
@@ -541,10 +541,13 @@ class PoolLifecycle(RuleBasedStateMachine):
             return data.draw(st.sampled_from(sorted(pool.groups)), label="gid")
         return data.draw(st.sampled_from(["nope", *sorted(pool.gone)]), label="missing gid")
 
-    def _unchanged(self, action: Callable[[], Awaitable[Any]]) -> Any:
-        before = self.run(snapshot(self.core.redis))
+    def _unchanged(self, action: Callable[[], Awaitable[Any]], *,
+                   but_page_views: bool = False) -> Any:
+        """The action writes nothing (`but_page_views`: nothing but what scans record)."""
+        take = allocation_snapshot if but_page_views else snapshot
+        before = self.run(take(self.core.redis))
         result = self.run(action())
-        after = self.run(snapshot(self.core.redis))
+        after = self.run(take(self.core.redis))
         assert after == before, {k: (before.get(k), after.get(k))
                                  for k in set(before) | set(after) if before.get(k) != after.get(k)}
         return result
@@ -735,11 +738,13 @@ class PoolLifecycle(RuleBasedStateMachine):
         slot = pool.sticky.get(vid)
         sticky = next((g for g in pool.groups.values() if g.fi == slot), None)
         if pool.paused:
-            decision = self._unchanged(lambda: self.core.allocator.scan(pool.pid, vid))
+            decision = self._unchanged(lambda: self.core.allocator.scan(pool.pid, vid),
+                                       but_page_views=True)
             assert decision.outcome == "paused"
             return
         if sticky is not None and sticky.enabled and sticky.expiry != "past":
-            decision = self._unchanged(lambda: self.core.allocator.scan(pool.pid, vid))
+            decision = self._unchanged(lambda: self.core.allocator.scan(pool.pid, vid),
+                                       but_page_views=True)
             assert (decision.outcome, decision.group_id) == ("sticky", sticky.gid)
             return
         self._new(pool, vid, self.run(self.core.allocator.scan(pool.pid, vid)))
@@ -787,7 +792,8 @@ class PoolLifecycle(RuleBasedStateMachine):
             return [decide(r) for r in replies]
 
         if pool.paused:
-            assert {d.outcome for d in self._unchanged(together)} == {"paused"}
+            outcomes = self._unchanged(together, but_page_views=True)
+            assert {d.outcome for d in outcomes} == {"paused"}
         else:
             for vid, decision in zip(vids, self.run(together()), strict=True):
                 self._new(pool, vid, decision)
@@ -843,6 +849,9 @@ class PoolLifecycle(RuleBasedStateMachine):
         assert set(fwg) == set(slot_w)  # a deleted group's slot names no group any more
         # the Fenwick total is the weight of the indexed groups, and so is every node
         assert int(ph.get("fwt", 0)) == sum(g.weight for g in eligible.values())
+        # the pool's room and capacity are those of the indexed groups
+        assert int(ph["room"]) == sum(g.cap - g.count for g in eligible.values()), (ph, pool)
+        assert int(ph["cap"]) == sum(g.cap for g in eligible.values()), (ph, pool)
         assert int(ph.get("fwn", 0)) == pool.fwn
         fw = {int(k): int(v) for k, v in (await r.hgetall(p + "fw")).items()}
         for i in range(1, pool.fwn + 1):

@@ -22,8 +22,16 @@ from app.allocator.protocol import Call, call_args
 from app.allocator.protocol import decode as decide
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.store import keys
-from app.store.schema import POOL
-from tests.helpers import B64, STRATEGIES, Core, counts, expire_groups, seed
+from app.store.schema import MAX_CHANNELS, POOL
+from tests.helpers import (
+    B64,
+    STRATEGIES,
+    Core,
+    allocation_snapshot,
+    counts,
+    expire_groups,
+    seed,
+)
 
 CHANNELS = ["", "", "", "poster", "ad", "post"]
 
@@ -54,14 +62,38 @@ class Scans:
                                        args=args))
 
 
+# Pool fields that record when something happened, not what: they differ between twins run
+# a few milliseconds apart (and the creation time and draw salt are each pool's own).
+_WHEN = {POOL.stored(f) for f in ("created", "draw_salt", "stats_hour", "low_at", "low_checked")}
+
+
 async def pool_state(core: Core, pool_id: str) -> dict[str, Any]:
     """Every key of the pool, its name and values with the pool id taken out; a sticky key's
-    TTL as present or not; the pool's creation time and draw salt (its own) left out."""
+    TTL as present or not. What is filed by time is summed over time (hourly buckets, visitors
+    per day, the rate per minute), and events compare by type and group, but pool.low: a
+    batch checks the rate once where scans one by one check it at each minute's first."""
     p = keys.prefix(pool_id)
     out: dict[str, Any] = {}
-    async for raw in core.redis.scan_iter(match=p.replace("{", "[{]").replace("}", "[}]") + "*"):
+    hours: Counter[str] = Counter()
+    visitor_keys: dict[str, list[bytes]] = {}
+    async for raw in core.redis.scan_iter(match=p + "*"):
         name = raw.decode()[len(p):]
         kind = (await core.redis.type(raw)).decode()
+        if name.startswith("h:"):
+            hours.update({k.decode(): int(v) for k, v in (await core.redis.hgetall(raw)).items()})
+            continue
+        if name.startswith("u:"):
+            channel = name.split(":", 2)[2] if name.count(":") == 2 else ""
+            visitor_keys.setdefault(channel, []).append(raw)
+            continue
+        if name == "r":
+            out[name] = sum(int(v) for v in (await core.redis.hvals(raw)))
+            continue
+        if name == "ev":
+            out[name] = sorted((_text(f[b"type"]), _text(f[b"group"]))
+                               for _, f in await core.redis.xrange(raw)
+                               if f[b"type"] != b"pool.low")
+            continue
         if kind == "string":
             value: Any = (await core.redis.get(raw), await core.redis.ttl(raw) > 0)
         elif kind == "hash":
@@ -70,9 +102,13 @@ async def pool_state(core: Core, pool_id: str) -> dict[str, Any]:
             value = await core.redis.zrange(raw, 0, -1, withscores=True)
         else:
             value = kind
+        if name == "chs":  # channel -> the day its visitors' expiry was set
+            value = sorted(value)
         out[name] = _text(value) if not isinstance(value, dict) else {
             k.decode(): v.decode().replace(pool_id, "<pool>") for k, v in value.items()
-            if k.decode() not in (POOL.stored("created"), POOL.stored("draw_salt"))}
+            if k.decode() not in _WHEN}
+    out["h:*"] = dict(hours)
+    out["u:*"] = {ch: await core.redis.pfcount(*ks) for ch, ks in visitor_keys.items()}
     return out
 
 
@@ -131,21 +167,27 @@ async def test_a_batch_ends_where_the_same_scans_one_by_one_would(
     assert sizes["new"] > 0 and sizes["fallback"] > 0, sizes  # the pool filled up on the way
 
 
-async def test_the_stats_field_cap_counts_fields_made_earlier_in_the_batch(core: Core) -> None:
-    """The stats hash keeps at most 256 fields; past that, a new channel counts as '~other'.
-    Fields that earlier scans of the same batch add ('new', a channel) count."""
+async def fill_channel_registry(core: Core, pool_id: str, n: int) -> None:
+    await core.redis.hset(keys.prefix(pool_id) + "chs",
+                          mapping={f"old{i}": 1 for i in range(n)})
+
+
+async def test_the_channel_cap_counts_channels_registered_earlier_in_the_batch(
+    core: Core
+) -> None:
+    """A pool registers at most MAX_CHANNELS channels; past that, a new channel counts as
+    '~other'. Channels that earlier scans of the same batch register count."""
     run = Scans(core)
     for pool_id in ("pool-a", "pool-b"):
         await seed(core.store, pool_id, groups=[{"capacity": 10}], name="Twin")
-        await core.redis.hset(keys.stats(pool_id), mapping={f"n:old{i}": 1 for i in range(253)})
+        await fill_channel_registry(core, pool_id, MAX_CHANNELS - 2)
     scans = list(zip(visitor_ids(random.Random(7), 6), ["", "c1", "c2", "c3", "c1", "c4"],
                      strict=True))
     got = await run.batch("pool-a", scans)
     assert got == [await run.one("pool-b", v, ch) for v, ch in scans]
-    stats = {k.decode(): int(v) for k, v in (await core.redis.hgetall(keys.stats("pool-a"))).items()
-             if not k.startswith(b"n:old")}
-    # 253 + new + n:c1 + n:c2 = 256 fields: c3 and c4 are ~other
-    assert stats == {"new": 1, "n:c1": 2, "n:c2": 1, "n:~other": 2}
+    totals = await core.store.statistics.totals("pool-a")
+    # MAX_CHANNELS - 2 + c1 + c2 = MAX_CHANNELS: c3 and c4 are ~other
+    assert totals.by_channel == {"c1": 2, "c2": 1, "~other": 2} and totals.new == 6
     assert await pool_state(core, "pool-a") == await pool_state(core, "pool-b")
 
 
@@ -153,13 +195,12 @@ async def test_the_cap_lets_a_channel_in_while_there_is_room(core: Core) -> None
     run = Scans(core)
     for pool_id in ("pool-a", "pool-b"):
         await seed(core.store, pool_id, groups=[{"capacity": 50}], name="Twin")
-        await core.redis.hset(keys.stats(pool_id), mapping={f"n:old{i}": 1 for i in range(254)})
+        await fill_channel_registry(core, pool_id, MAX_CHANNELS - 2)
     scans = list(zip(visitor_ids(random.Random(3), 5), ["a", "b", "a", "c", "b"], strict=True))
     got = await run.batch("pool-a", scans)
     assert got == [await run.one("pool-b", v, ch) for v, ch in scans]
-    stats = await core.store.stats("pool-a")
-    assert (stats.get("n:a"), stats.get("n:b"), stats.get("n:c"), stats.get("n:~other")) == (
-        2, 2, None, 1)
+    totals = await core.store.statistics.totals("pool-a")
+    assert totals.by_channel == {"a": 2, "b": 2, "~other": 1}
 
 
 async def test_the_same_visitor_twice_in_a_batch_counts_once(core: Core) -> None:
@@ -169,7 +210,7 @@ async def test_the_same_visitor_twice_in_a_batch_counts_once(core: Core) -> None
     got = await run.batch("pool-a", [(v, ""), (w, ""), (v, "poster")])
     assert [r[:2] for r in got] == [["new", "g1"], ["new", "g1"], ["sticky", "g1"]]
     assert await counts(core.redis) == {"g1": 2, "g2": 0}
-    assert (await core.store.stats("pool-a"))["new"] == 2
+    assert (await core.store.statistics.totals("pool-a")).new == 2
     # and the record is the one a re-scan with the cookie finds
     assert (await core.allocator.scan("pool-a", v)).outcome == "sticky"
 
@@ -184,11 +225,14 @@ async def test_a_closed_or_unknown_pool_answers_every_scan_of_a_batch(
         now = datetime.now(UTC)
         await seed(core.store, valid_from=now - timedelta(hours=1),
                    valid_until=now - timedelta(seconds=1))
-    before = await pool_state(core, "pool-a")
+    before = await allocation_snapshot(core.redis)
     scans = [(secrets.token_urlsafe(16), "") for _ in range(3)]
     got = await Scans(core).batch("pool-a", scans)
     assert [decide([x.encode() for x in r]).outcome for r in got] == [state] * 3
-    assert await pool_state(core, "pool-a") == before
+    assert await allocation_snapshot(core.redis) == before
+    # a closed pool counts the page views (scans of an unknown pool count nowhere)
+    totals = await core.store.statistics.totals("pool-a")
+    assert totals.paused == (0 if state == "unknown" else 3)
 
 
 @pytest.mark.every_scan_client

@@ -196,8 +196,8 @@ async def test_channel_is_recorded_and_a_bad_one_is_dropped(
     assert (await client.get("/s/pool-a?ch=poster-1")).status_code == 302
     client.cookies.clear()
     assert (await client.get("/s/pool-a?ch=%0d%0aX:1")).status_code == 302
-    stats = await core.store.stats("pool-a")
-    assert stats == {"new": 2, "n:poster-1": 1}
+    totals = await core.store.statistics.totals("pool-a")
+    assert (totals.new, totals.by_channel) == (2, {"poster-1": 1})
 
 
 async def test_metrics_count_scans_by_outcome(core: Core, client: httpx.AsyncClient) -> None:

@@ -95,7 +95,7 @@ async def test_2000_concurrent_scans_with_two_workers_are_exact(
     }
     async with open_core(redis_url) as core:
         assert await counts(core.redis) == {"g1": 200, "g2": 200, "g3": 200}
-        assert (await core.store.stats("pool-a"))["fallback"] == 1400
+        assert (await core.store.statistics.totals("pool-a")).fallback == 1400
     # /metrics adds up both workers
     assert metric(metrics_text, "new") == 600
     assert metric(metrics_text, "fallback") == 1400

@@ -99,7 +99,9 @@ def summarize(pool: PoolPublic, now: datetime, forecast: Forecast | None = None)
     usable = [g for g in groups if _usable(g)]
     capacity = sum(g.capacity for g in usable)
     remaining = sum(g.remaining for g in usable)
-    stats = pool.stats or {}
+    totals = pool.totals
+    if forecast is None and pool.forecast is not None:
+        forecast = Forecast(pool.forecast.rate_per_min_5m, pool.forecast.minutes_to_exhaustion)
     warnings: list[Alert] = []
 
     if not usable:
@@ -137,8 +139,8 @@ def summarize(pool: PoolPublic, now: datetime, forecast: Forecast | None = None)
         groups_total=len(groups),
         capacity=capacity,
         remaining=remaining,
-        scans=stats.get("new", 0),
-        fallbacks=stats.get("fallback", 0),
+        scans=totals.new if totals else 0,
+        fallbacks=totals.fallback if totals else 0,
         next_expiry=min(expiries) if expiries else None,
         forecast=forecast,
         warnings=warnings,

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 
+from app import audit
 from app.console.render import render
 from app.console.sessions import Session, SessionStore, SigninThrottle
 from app.errors import LivecodeError
@@ -155,6 +156,7 @@ class Ctx:
             raise ConsoleError(403, self._("Read-only access"),
                                self._("This API key may only read. Sign in with an admin key "
                                       "to make changes."))
+        audit.actor.set(self.session.key_id)
 
 
 def page(

@@ -20,7 +20,9 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 from redis.commands.core import AsyncScript
 
+from app import audit
 from app.errors import InvalidInput, NotFound
+from app.events.store import EventStore
 from app.schemas import from_ms
 from app.store import keys
 from app.store.pools import AnyRedis
@@ -89,6 +91,7 @@ class ApiKeyStore:
     def __init__(self, client: AnyRedis, *, clock: Callable[[], float] = time.time) -> None:
         self.r = client
         self.clock = clock
+        self.events = EventStore(client)
         self._create: AsyncScript = client.register_script(_CREATE)
         self._touch: AsyncScript = client.register_script(_TOUCH)
 
@@ -134,6 +137,9 @@ class ApiKeyStore:
                     scope=scope,  # type: ignore[arg-type]
                     created_at=from_ms(now),  # type: ignore[arg-type]
                 )
+                await self.events.append_system(
+                    "key.created", actor=audit.actor.get(),
+                    data={"key_id": key_id, "scope": scope, "name": name})
                 return public, key
         raise RuntimeError("could not find a free API key id")
 
@@ -194,6 +200,8 @@ class ApiKeyStore:
                 removed = sum(int(n) for n in await pipe.execute())
         if not removed:
             raise NotFound(f"API key {key_id!r} not found", {"key_id": key_id})
+        await self.events.append_system("key.revoked", actor=audit.actor.get(),
+                                        data={"key_id": key_id})
 
     async def count(self) -> int:
         return int(await self.r.scard(keys.APIKEYS_INDEX))

@@ -86,3 +86,12 @@ def console_session(token_digest: str) -> str:
 def console_signin_failures(client: str) -> str:
     """counter of failed sign-ins from one client address, expiring with its window."""
     return CONSOLE_PREFIX + "f:" + client
+
+
+# Events of no pool, the feed of every event, and the dispatcher's place in each pool's stream
+# (app/events/store.py), all in one slot; the scheduler's leader lease (app/events/scheduler.py).
+EVENTS_PREFIX = "lc:{events}:"
+EVENTS_SYSTEM = EVENTS_PREFIX + "sys"  # stream: events of no pool, and deleted pools' last ones
+EVENTS_FEED = EVENTS_PREFIX + "feed"  # stream: every event once, as dispatched
+EVENTS_CURSORS = EVENTS_PREFIX + "cursors"  # hash: source (pool id or _sys) -> last stream id
+SCHEDULER_LEADER = "lc:{scheduler}:leader"  # string: the instance that runs the scheduler

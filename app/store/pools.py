@@ -9,17 +9,20 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from app import links
+from app import audit, links
 from app.allocator import scripts
 from app.allocator.protocol import Call, Outcome, call_args, decode
 from app.errors import Conflict, GroupNotFound, InvalidInput, PoolNotFound
+from app.events.store import EventStore
 from app.schemas import (
+    Alerts,
     Fallback,
     GroupCreate,
     GroupPublic,
@@ -31,6 +34,9 @@ from app.schemas import (
     to_ms,
 )
 from app.settings import Settings
+from app.stats.forecast import OpenGroup, simulate
+from app.stats.models import ForecastPublic, GroupForecast
+from app.stats.store import StatsStore, zone_offset_s
 from app.store import keys
 from app.store.schema import DEFAULT_STICKY_TTL_S, GROUP, POOL
 from app.urls import check_target_url
@@ -58,6 +64,8 @@ class PoolStore:
         self.settings = settings or Settings()
         self.urls = self.settings.url_policy
         self.shebang = shebang
+        self.statistics = StatsStore(client, self.settings.stats_retention_days)
+        self.events = EventStore(client)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(scripts.source(name, shebang=shebang))
             for name in scripts.NAMES
@@ -87,6 +95,16 @@ class PoolStore:
                 fields[attr] = str(to_ms(value)) if value is not None else ""
         if "sticky_ttl_s" in given and data.sticky_ttl_s is not None:
             fields["sticky_ttl"] = str(data.sticky_ttl_s)
+        if "timezone" in given and data.timezone is not None:
+            fields["timezone"] = data.timezone
+            fields["tz_offset"] = str(zone_offset_s(data.timezone))
+        if "language" in given and data.language is not None:
+            fields["language"] = data.language
+        if "alerts" in given and data.alerts is not None:
+            a = data.alerts
+            fields.update(low_minutes=str(a.low_minutes), low_percent=str(a.low_percent),
+                          low_every=str(a.low_every_minutes),
+                          expiring_hours=str(a.expiring_hours))
         if "fallback" in given and data.fallback is not None:
             fb = data.fallback
             fields["fallback_url"] = (
@@ -100,18 +118,20 @@ class PoolStore:
         return [x for kv in fields.items() for x in kv]
 
     async def _pool_put(self, pool_id: str, op: str, fields: Sequence[str]) -> str:
-        return await self._run("pool_put", [keys.pool(pool_id)], [keys.prefix(pool_id), op,
-                                                                  *fields])
+        return await self._run("pool_put", [keys.pool(pool_id)],
+                               [keys.prefix(pool_id), op, audit.actor.get(), *fields])
 
     async def create_pool(self, data: PoolCreate) -> PoolPublic:
         # every field is written at create, so defaults are explicit in Redis
-        data = data.model_copy()
+        data = data.model_copy(update={"timezone": data.timezone or self.settings.timezone,
+                                       "language": data.language or self.settings.language})
         for name in PoolCreate.model_fields:
             if name != "id":
                 data.model_fields_set.add(name)
         now = int(time.time() * 1000)
         fields = [*self._pool_fields(data), "created", str(now),
-                  "draw_salt", secrets.token_hex(16)]
+                  "draw_salt", secrets.token_hex(16), "room", "0", "capacity", "0",
+                  "stats_ttl", str(self.settings.stats_retention_days * 86400)]
         result = await self._pool_put(data.id, "create", fields)
         if result == "exists":
             raise Conflict(f"pool {data.id!r} already exists", {"pool_id": data.id})
@@ -134,23 +154,24 @@ class PoolStore:
             raise PoolNotFound(pool_id)
         return await self.get_pool(pool_id)
 
-    async def ensure_draw_salts(self) -> int:
-        """Give every pool made before weighted draws were salted a salt of its own (at
-        start-up; idempotent). Returns how many pools got one."""
+    async def migrate(self) -> int:
+        """Bring pools made by older versions up to the current data model (at start-up;
+        idempotent): a draw salt, the open groups' room and capacity, statistics' retention
+        and a timezone where they lack them. Returns how many pools changed."""
         ids = [str(_s(p)) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1)]
-        given = 0
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
+        tz = self.settings.timezone
+        ttl = str(self.settings.stats_retention_days * 86400)
+        offset = str(zone_offset_s(tz))
+        changed = 0
+        script = self._scripts["pool_migrate"]
+        for start in range(0, len(ids), 500):
             async with self.r.pipeline(transaction=False) as pipe:
-                for pool_id in chunk:
-                    pipe.hexists(keys.pool(pool_id), POOL.stored("draw_salt"))
-                salted = await pipe.execute()
-            for pool_id, has in zip(chunk, salted, strict=True):
-                if not has:
-                    result = await self._pool_put(pool_id, "default",
-                                                  ["draw_salt", secrets.token_hex(16)])
-                    given += result == "ok"
-        return given
+                for pool_id in ids[start : start + 500]:
+                    args = [keys.prefix(pool_id), secrets.token_hex(16), ttl, tz, offset]
+                    await script(keys=[keys.pool(pool_id)], args=args,
+                                 client=pipe)  # type: ignore[arg-type]
+                changed += sum(1 for n in await pipe.execute() if int(n))
+        return changed
 
     async def set_status(self, pool_id: str, status: str) -> PoolPublic:
         return await self.update_pool(pool_id, PoolUpdate.model_validate({"status": status}))
@@ -174,6 +195,10 @@ class PoolStore:
                 contact_url=raw.get("fallback_contact") or None,
             ),
             created_at=from_ms(raw.get("created")),
+            timezone=raw.get("timezone") or "UTC",
+            language=raw.get("language") or self.settings.language,  # type: ignore[arg-type]
+            alerts=Alerts(**{attr: int(raw[field]) for attr, field in _ALERT_FIELDS.items()
+                             if raw.get(field)}),
             scan_url=links.scan_url(self.settings, pool_id),
         )
         if with_groups:
@@ -183,7 +208,9 @@ class PoolStore:
             usable = [g for g in groups if g.enabled and not g.expired]
             pool.total_capacity = sum(g.capacity for g in usable)
             pool.total_remaining = sum(g.remaining for g in usable)
-            pool.stats = await self.stats(pool_id)
+            pool.totals = await self.statistics.totals(pool_id)
+            pool.today = await self.statistics.today(pool_id, pool.timezone)
+            pool.forecast = await self.forecast(pool, groups)
             pool.next_group = await self.next_group(pool_id)
         return pool
 
@@ -200,22 +227,30 @@ class PoolStore:
 
     async def delete_pool(self, pool_id: str) -> None:
         """The pool hash goes first: from then on scans see an unknown pool and write nothing,
-        and no group can be added; then its groups, indexes, stats and sticky records."""
+        and no group can be added. Its events not yet dispatched move to the system stream,
+        with pool.deleted; then every other key of the pool goes (groups, indexes, statistics,
+        sticky records, events)."""
+        name = await self.r.hget(keys.pool(pool_id), POOL.stored("name"))
         if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
             raise PoolNotFound(pool_id)
-        gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
-        doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
-        for i in range(0, len(doomed), 500):
-            await self.r.unlink(*doomed[i : i + 500])
+        pool_name = _s(name) or ""
+        cursor = await self.r.hget(keys.EVENTS_CURSORS, pool_id)
+        await self.events.move_to_system(pool_id, pool_name, _s(cursor) if cursor else None)
+        await self.events.append_system("pool.deleted", actor=audit.actor.get(),
+                                        pool_id=pool_id, pool_name=pool_name)
+        marker = keys.deleting(pool_id).encode()
         batch: list[Any] = []
-        async for key in self.r.scan_iter(match=keys.sticky_pattern(pool_id), count=1000):
-            batch.append(key)
+        pattern = keys.prefix(pool_id) + "*"
+        async for key in self.r.scan_iter(match=pattern, count=1000):
+            if key != marker:
+                batch.append(key)
             if len(batch) >= 500:
                 await self.r.unlink(*batch)
                 batch = []
         if batch:
             await self.r.unlink(*batch)
         await self.r.zrem(keys.POOLS_INDEX, pool_id)
+        await self.r.hdel(keys.EVENTS_CURSORS, pool_id)
         await self.r.delete(keys.deleting(pool_id))
 
     async def next_group(self, pool_id: str) -> str | None:
@@ -234,12 +269,33 @@ class PoolStore:
         gid = await self.r.hget(keys.slots(pool_id), slot) if slot else None
         return _s(gid)
 
-    async def stats(self, pool_id: str) -> dict[str, int]:
-        """new (all new allocations), fallback, and n:<channel> per channel."""
-        raw = {str(_s(k)): int(v) for k, v in (await self.r.hgetall(keys.stats(pool_id))).items()}
-        # the scan bumps one field per allocation: 'new' without a channel, 'n:<ch>' with one
-        raw["new"] = raw.get("new", 0) + sum(v for k, v in raw.items() if k.startswith("n:"))
-        return raw
+    async def forecast(self, pool: PoolPublic, groups: list[GroupPublic]) -> ForecastPublic:
+        """When the pool runs out at the current rate (app/stats/forecast.py); each group's
+        own time to full goes into `groups`."""
+        now = datetime.now(UTC)
+        rate5, rate15 = await self.statistics.rates(pool.id, int(now.timestamp() * 1000))
+        usable = [g for g in groups if g.enabled and not g.expired]
+        open_groups = [g for g in usable if g.remaining > 0]
+        result = simulate(pool.strategy, [
+            OpenGroup(g.id, g.remaining,
+                      (g.expires_at - now).total_seconds() / 60 if g.expires_at else None,
+                      weight=g.weight, capacity=g.capacity, position=g.position)
+            for g in open_groups], rate5 if pool.status == "active" else 0.0)
+        for g in groups:
+            g.minutes_to_full = _round(result.minutes_to_full.get(g.id))
+        expiring = [g for g in open_groups if g.expires_at]
+        soonest = min(expiring, key=lambda g: g.expires_at or now, default=None)
+        minutes = _round(result.minutes_to_exhaustion)
+        return ForecastPublic(
+            rate_per_min_5m=round(rate5, 2), rate_per_min_15m=round(rate15, 2),
+            room_left=sum(g.remaining for g in usable), room_expiring=result.room_expiring,
+            minutes_to_exhaustion=minutes,
+            exhausts_at=now + timedelta(minutes=minutes) if minutes is not None else None,
+            next_expiry=soonest.expires_at if soonest else None,
+            next_expiry_group=soonest.id if soonest else None,
+            groups=[GroupForecast(group_id=g.id, minutes_to_full=g.minutes_to_full,
+                                  expires_at=g.expires_at) for g in open_groups],
+        )
 
     # groups
 
@@ -282,7 +338,7 @@ class PoolStore:
             for gid, fields in prepared:
                 reply = await self._scripts["group_put"](
                     keys=[keys.pool(pool_id)],
-                    args=[keys.prefix(pool_id), gid, "create", *fields],
+                    args=[keys.prefix(pool_id), gid, "create", audit.actor.get(), *fields],
                 )
                 if isinstance(reply, list):
                     created.append(str(_s(reply[1])))
@@ -292,7 +348,8 @@ class PoolStore:
                     raise PoolNotFound(pool_id)
         except BaseException:
             for gid in created:
-                await self._run("group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), gid])
+                await self._run("group_delete", [keys.pool(pool_id)],
+                                [keys.prefix(pool_id), gid, audit.actor.get()])
             raise
         return [await self.get_group(pool_id, gid) for gid in created]
 
@@ -324,7 +381,8 @@ class PoolStore:
         if not keys.GROUP_ID_RE.match(group_id):
             raise GroupNotFound(group_id)
         result = await self._run(
-            "group_put", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id, "update", *fields]
+            "group_put", [keys.pool(pool_id)],
+            [keys.prefix(pool_id), group_id, "update", audit.actor.get(), *fields]
         )
         if result == "no_pool":
             raise PoolNotFound(pool_id)
@@ -336,7 +394,8 @@ class PoolStore:
         if len(set(group_ids)) != len(group_ids):
             raise InvalidInput("a group id is listed twice", {"group_ids": list(group_ids)})
         result = await self._run(
-            "group_reorder", [keys.pool(pool_id)], [keys.prefix(pool_id), *group_ids]
+            "group_reorder", [keys.pool(pool_id)],
+            [keys.prefix(pool_id), audit.actor.get(), *group_ids]
         )
         if result == "no_pool":
             raise PoolNotFound(pool_id)
@@ -349,7 +408,8 @@ class PoolStore:
         if not keys.GROUP_ID_RE.match(group_id):
             raise GroupNotFound(group_id)
         result = await self._run(
-            "group_delete", [keys.pool(pool_id)], [keys.prefix(pool_id), group_id]
+            "group_delete", [keys.pool(pool_id)],
+            [keys.prefix(pool_id), group_id, audit.actor.get()]
         )
         if result == "not_found":
             raise GroupNotFound(group_id)
@@ -378,6 +438,14 @@ class PoolStore:
         groups = [_group(gid, raw) for gid, raw in zip(gids, raws, strict=True) if raw]
         groups.sort(key=lambda g: (g.position, g.id))
         return groups
+
+
+_ALERT_FIELDS = {"low_minutes": "low_minutes", "low_percent": "low_percent",
+                 "low_every_minutes": "low_every", "expiring_hours": "expiring_hours"}
+
+
+def _round(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes, 1)
 
 
 def _group(gid: str, raw: dict[Any, Any]) -> GroupPublic:
