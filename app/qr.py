@@ -89,30 +89,45 @@ def _make(data: str, scale: int, border: int, error: str) -> segno.QRCode:
         raise InvalidInput("data is too long for a QR code", {"field": "data"}) from None
 
 
-def qr_png(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+# What operators print from, by file suffix and API path: the format and its media type.
+POSTER_FORMATS = {
+    "png": "image/png",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "eps": "application/postscript",
+}
+
+
+def poster_qr(data: str, fmt: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+    """The QR code of `data` as a PNG, SVG, PDF or EPS file (the API's qr.{fmt} and
+    `livecode qr -o`). Dark modules on an opaque white background, so the code also scans on a
+    dark poster. `scale` is pixels per module for PNG, user units (SVG) or points (PDF, EPS)."""
+    fmt = fmt.lower()
+    if fmt not in POSTER_FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(POSTER_FORMATS)}",
+                           {"field": "format"})
     qr = _make(data, scale, border, error)
+    colours = {"scale": scale, "border": border, "dark": "#000", "light": "#fff"}
+    if fmt == "eps":  # segno writes EPS as text (7-bit ASCII)
+        text = io.StringIO()
+        qr.save(text, kind="eps", **colours)
+        return text.getvalue().encode("ascii")
     out = io.BytesIO()
-    qr.save(out, kind="png", scale=scale, border=border, dark="#000", light="#fff")
-    return out.getvalue()
+    if fmt != "svg":
+        qr.save(out, kind=fmt, **colours)
+        return out.getvalue()
+    # omitsize gives the viewBox; width/height are added back so it also has an intrinsic size.
+    qr.save(out, kind="svg", omitsize=True, xmldecl=True, **colours)
+    width, height = qr.symbol_size(scale=scale, border=border)
+    return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
+
+
+def qr_png(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+    return poster_qr(data, "png", scale=scale, border=border, error=error)
 
 
 def qr_svg(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
-    qr = _make(data, scale, border, error)
-    out = io.BytesIO()
-    # omitsize gives the viewBox; width/height are added back so it also has an intrinsic size.
-    # The white background keeps the code scannable on a dark poster.
-    qr.save(
-        out,
-        kind="svg",
-        scale=scale,
-        border=border,
-        dark="#000",
-        light="#fff",
-        omitsize=True,
-        xmldecl=True,
-    )
-    width, height = qr.symbol_size(scale=scale, border=border)
-    return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
+    return poster_qr(data, "svg", scale=scale, border=border, error=error)
 
 
 WECHAT_CODE_LIFETIME = timedelta(days=7)

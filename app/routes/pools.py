@@ -71,11 +71,11 @@ def scan_url(request: Request, rt: RuntimeDep, pool_id: str) -> str:
 @router.get(
     "/{pool_id}/qr.{fmt}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+    responses={200: {"content": {media: {} for media in qr.POSTER_FORMATS.values()}}},
 )
 async def poster_qr(
     pool_id: str,
-    fmt: Literal["png", "svg"],
+    fmt: Literal["png", "svg", "pdf", "eps"],
     request: Request,
     rt: RuntimeDep,
     _: ReadKey,
@@ -83,11 +83,9 @@ async def poster_qr(
     border: QrBorder = 4,
     error: QrError = "m",
 ) -> Response:
-    """The poster QR (qr.png or qr.svg) of the pool's public scan URL: LIVECODE_PUBLIC_URL, by
-    default this server's own address."""
+    """The poster QR (qr.png, qr.svg, qr.pdf or qr.eps) of the pool's public scan URL:
+    LIVECODE_PUBLIC_URL, by default this server's own address."""
     await rt.store.get_pool(pool_id_or_404(pool_id))
     url = scan_url(request, rt, pool_id)
-    if fmt == "svg":
-        svg = qr.qr_svg(url, scale=scale, border=border, error=error)
-        return Response(svg, media_type="image/svg+xml")
-    return Response(qr.qr_png(url, scale=scale, border=border, error=error), media_type="image/png")
+    body = qr.poster_qr(url, fmt, scale=scale, border=border, error=error)
+    return Response(body, media_type=qr.POSTER_FORMATS[fmt])
