@@ -19,7 +19,7 @@ from app import __version__, metrics
 from app.auth import bearer, require_admin, require_read
 from app.bodylimit import BodyLimit
 from app.errors import LivecodeError, validation_details
-from app.routes import groups, health, pools
+from app.routes import docs, groups, health, pools
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
@@ -142,12 +142,14 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         version=__version__,
         summary="One stable QR code, a pool of chat groups, atomic allocation in Redis.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # app/routes/docs.py
     )
     install_error_handlers(api)
     api.include_router(pools.router)
     api.include_router(groups.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
+    docs.install(api)
     return LivecodeApp(api, scan, settings.api_body_limit_bytes)
 
 
