@@ -1,19 +1,23 @@
 """Reading QR codes out of uploaded images, at a bounded cost in memory.
 
 A decoded image costs its pixel count times the bytes per pixel of its mode (Pillow keeps RGB
-and RGBA, also LA and PA, at 4 bytes a pixel; WebP's decoder holds a second RGBA copy while it
-loads). So:
+and RGBA, also LA and PA, at 4 bytes a pixel; WebP's decoder holds the canvas, a copy and the
+image while it loads: ~16 bytes a pixel). So, before any pixel is decoded:
 - JPEG is decoded by libjpeg's scaler (`draft`) at 1/2, 1/4 or 1/8 of its size, straight to
-  grayscale, until it is at most DECODE_PIXELS: a 40 MP photo costs what a 2.5 MP one does.
-- PNG and WebP cannot be decoded at a smaller size: they are refused past MAX_FULL_PIXELS,
-  which holds any phone screenshot (the tallest, 1644x3840, is 6.3 MP; a 1290x2796 iPhone one
-  3.6 MP) and keeps the peak of one decode under 150 MB (tests/test_hardening_uploads.py).
+  grayscale, until it is at most DECODE_PIXELS: a 50 MP photo costs what a 3 MP one does. A
+  progressive one is refused past MAX_JPEG_COEFFICIENT_BYTES (libjpeg holds all its
+  coefficients, whatever the scale).
+- PNG and WebP cannot be decoded at a smaller size: MAX_PIXELS holds any phone or tablet
+  screenshot (the largest, 1644x3840, is 6.3 MP; an iPhone's 1290x2796, 3.6 MP) and keeps one
+  decode's peak well under 150 MiB (tests/test_hardening_uploads.py measures each at its limit).
 - Transparency is flattened onto white in grayscale (1 byte a pixel), never by compositing
   RGBA copies at full size, and the decoded image is let go before the QR reader runs.
 
 This module imports only Pillow and zxing-cpp: the API runs it as `python -m app.qrdecode` in a
-short-lived child process (app/decoder.py), which reads the image on stdin and answers one JSON
-line on stdout, so a decode neither holds the server's event loop nor leaves memory behind.
+short-lived child process (app/decoder.py) under CHILD_ADDRESS_SPACE, which reads the image on
+stdin and answers one JSON line on stdout, so a decode neither holds the server's event loop nor
+leaves memory behind. An allocation past the limit fails the decode (a MemoryError, or libjpeg's
+"broken data stream"), a 422 either way. The CLI calls read_texts in its own process.
 """
 
 from __future__ import annotations
