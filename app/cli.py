@@ -104,7 +104,10 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
             settings = settings.model_copy(update={"redis_url": url})
         asyncio.run(prepare(settings, initial_key=embedded, demo=demo))
         common = dict(
-            host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+            host=settings.host, port=settings.port, loop="uvloop",
+            # httptools with a limit on request heads; h11 would apply the same option
+            http="app.httplimits:HeadLimitedHttpToolsProtocol",
+            h11_max_incomplete_event_size=settings.max_request_head_bytes,
             interface="asgi3",
             lifespan="on", access_log=False, log_level=settings.log_level,
             proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,

@@ -283,12 +283,17 @@ def groups_enable(pool_id: str, group_id: str) -> None:
 @click.command("qr")
 @click.argument("pool_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="poster.png or poster.svg")
+              help="poster.png, .svg, .pdf or .eps: the suffix is the format")
 @click.option("--scale", type=int, default=10)
 @click.option("--border", type=int, default=4)
 @click.option("--error", type=click.Choice(["l", "m", "q", "h"]), default="m")
 def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> None:
     """Draw the poster QR of a pool's scan URL (LIVECODE_PUBLIC_URL)."""
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in qr.POSTER_FORMATS:
+        raise click.ClickException(
+            f"unsupported output format {output.suffix or '(none)'!r}: use "
+            + ", ".join(f".{f}" for f in qr.POSTER_FORMATS))
 
     async def action(s: Stores) -> str:
         await s.pools.get_pool(pool_id)
@@ -298,9 +303,8 @@ def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> N
     warning = links.poster_warning(Settings())
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    draw = qr.qr_svg if output.suffix.lower() == ".svg" else qr.qr_png
     try:
-        output.write_bytes(draw(url, scale=scale, border=border, error=error))
+        output.write_bytes(qr.poster_qr(url, fmt, scale=scale, border=border, error=error))
     except InvalidInput as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{output}: {url}")

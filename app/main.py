@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app import __version__, console, error_handlers, metrics
 from app.bodylimit import BodyLimit
 from app.events import scheduler
-from app.routes import events, groups, health, pools, stats
+from app.routes import docs, events, groups, health, pools, stats
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         version=__version__,
         summary="One stable QR code, a pool of chat groups, atomic allocation in Redis.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None,  # app/routes/docs.py
     )
     error_handlers.install(api, settings.retry_after_s)
     api.include_router(pools.router)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     console.mount(api)  # the operator console at /console
+    docs.install(api)
     return LivecodeApp(api, scan, settings.api_body_limit_bytes)
 
 

@@ -21,8 +21,10 @@ _STYLE = (
 
 @lru_cache(maxsize=2048)
 def qr_data_uri(url: str) -> str:
-    """PNG, not SVG: WeChat recognises a long-pressed QR code only in an <img>."""
-    return str(segno.make(url, error="m").png_data_uri(scale=8, border=2))
+    """PNG, not SVG: WeChat recognises a long-pressed QR code only in an <img>. Always a
+    regular QR code: segno.make picks Micro QR for URLs of up to ~13 characters, and phone
+    cameras do not read Micro QR."""
+    return str(segno.make_qr(url, error="m").png_data_uri(scale=8, border=2))
 
 
 def _page(title: str, body: str, *, robots: bool = False) -> bytes:

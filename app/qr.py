@@ -8,79 +8,50 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import segno
-import zxingcpp
-from PIL import Image
 from pydantic import ValidationError
 
+from app import qrdecode
 from app.errors import InvalidInput, PayloadTooLarge, validation_details
+from app.qrdecode import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from app.schemas import GroupCreate
 from app.urls import UrlPolicy, check_target_url
 
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024
-# A phone screenshot is ~3-12 MP; anything far beyond that is a bomb, not a group QR.
-MAX_PIXELS = 40_000_000
 _ERROR_LEVELS = frozenset("lmqh")
 _ANY_HTTP_URL = UrlPolicy(allow_http=True)
 
 
-def _sniff(data: bytes) -> str | None:
-    """Pillow format name from the magic bytes, or None if not an accepted type."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
-
-
-def _load_grayscale(data: bytes, fmt: str) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            # open() only parses the header, so this check runs before any pixel is decoded.
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise InvalidInput(
-                    f"image is too large ({width}x{height} pixels)",
-                    {"width": width, "height": height, "max_pixels": MAX_PIXELS},
-                )
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                # Transparent pixels are often stored as black: put them on white first.
-                rgba = img.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, "white")
-                background.alpha_composite(rgba)
-                return background.convert("L")
-            return img.convert("L")
-    except Image.DecompressionBombError:
-        raise InvalidInput("image is too large (decompression bomb)") from None
-    # UnidentifiedImageError and truncated/corrupt data are OSErrors; some broken chunks and
-    # headers surface as SyntaxError, ValueError or EOFError.
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"image is corrupt or truncated ({fmt.lower()})") from exc
-
-
-def decode_qr_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
-    """The URL held by the first QR code in a PNG, JPEG or WebP image that carries one."""
+def check_upload(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    """What can be refused without decoding: the size and the type (from the magic bytes)."""
     if len(data) > max_bytes:
         raise PayloadTooLarge(
             f"image is larger than {max_bytes} bytes", {"size": len(data), "max_bytes": max_bytes}
         )
-    fmt = _sniff(data)
-    if fmt is None:
+    if qrdecode.sniff(data) is None:
         raise InvalidInput("unsupported image type: upload a PNG, JPEG or WebP image")
-    gray = _load_grayscale(data, fmt)
-    codes = zxingcpp.read_barcodes(gray, formats=zxingcpp.BarcodeFormats(zxingcpp.QRCode))
-    if not codes:
+
+
+def first_url(texts: list[str]) -> str:
+    """The first of the decoded QR texts that is a URL."""
+    if not texts:
         raise InvalidInput("no QR code found in the image")
-    for code in codes:
-        text = code.text.strip()
+    for text in texts:
         try:
             check_target_url(text, _ANY_HTTP_URL)
         except InvalidInput:
             continue
         return text
-    raise InvalidInput("the QR code does not hold a URL", {"payload": codes[0].text.strip()[:200]})
+    raise InvalidInput("the QR code does not hold a URL", {"payload": texts[0][:200]})
+
+
+def decode_qr_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
+    """The URL held by the first QR code in a PNG, JPEG or WebP image that carries one, decoded
+    in this process (the CLI; the API decodes in a child process: app/decoder.py)."""
+    check_upload(data, max_bytes)
+    try:
+        texts = qrdecode.read_texts(data)
+    except qrdecode.DecodeRefused as refused:
+        raise InvalidInput(refused.message, refused.details) from None
+    return first_url(texts)
 
 
 def is_wechat_group_url(url: str) -> bool:
@@ -113,40 +84,60 @@ def _make(data: str, scale: int, border: int, error: str) -> segno.QRCode:
         raise InvalidInput("data is too long for a QR code", {"field": "data"}) from None
 
 
-def qr_png(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+# What operators print from, by file suffix and API path: the format and its media type.
+POSTER_FORMATS = {
+    "png": "image/png",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "eps": "application/postscript",
+}
+
+
+def poster_qr(data: str, fmt: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+    """The QR code of `data` as a PNG, SVG, PDF or EPS file (the API's qr.{fmt} and
+    `livecode qr -o`). Dark modules on an opaque white background, so the code also scans on a
+    dark poster. `scale` is pixels per module for PNG, user units (SVG) or points (PDF, EPS)."""
+    fmt = fmt.lower()
+    if fmt not in POSTER_FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(POSTER_FORMATS)}",
+                           {"field": "format"})
     qr = _make(data, scale, border, error)
+    colours = {"scale": scale, "border": border, "dark": "#000", "light": "#fff"}
+    if fmt == "eps":  # segno writes EPS as text (7-bit ASCII)
+        text = io.StringIO()
+        qr.save(text, kind="eps", **colours)
+        return text.getvalue().encode("ascii")
     out = io.BytesIO()
-    qr.save(out, kind="png", scale=scale, border=border, dark="#000", light="#fff")
-    return out.getvalue()
+    if fmt != "svg":
+        qr.save(out, kind=fmt, **colours)
+        return out.getvalue()
+    # omitsize gives the viewBox; width/height are added back so it also has an intrinsic size.
+    qr.save(out, kind="svg", omitsize=True, xmldecl=True, **colours)
+    width, height = qr.symbol_size(scale=scale, border=border)
+    return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
+
+
+def qr_png(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
+    return poster_qr(data, "png", scale=scale, border=border, error=error)
 
 
 def qr_svg(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
-    qr = _make(data, scale, border, error)
-    out = io.BytesIO()
-    # omitsize gives the viewBox; width/height are added back so it also has an intrinsic size.
-    # The white background keeps the code scannable on a dark poster.
-    qr.save(
-        out,
-        kind="svg",
-        scale=scale,
-        border=border,
-        dark="#000",
-        light="#fff",
-        omitsize=True,
-        xmldecl=True,
-    )
-    width, height = qr.symbol_size(scale=scale, border=border)
-    return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
+    return poster_qr(data, "svg", scale=scale, border=border, error=error)
 
 
 WECHAT_CODE_LIFETIME = timedelta(days=7)
 
 
 def group_from_image(image: bytes, fields: dict[str, Any]) -> GroupCreate:
-    """A group from the image of its QR code (the API's upload and `livecode groups upload`).
+    """A group from the image of its QR code, decoded in this process (`livecode groups
+    upload`)."""
+    return group_from_url(decode_qr_image(image), fields)
+
+
+def group_from_url(url: str, fields: dict[str, Any]) -> GroupCreate:
+    """A group from the URL its QR code holds (the API's upload and `livecode groups upload`).
     WeChat group codes expire 7 days after they are made: unless `expires_at` is given they get
     upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat)."""
-    url = decode_qr_image(image)
     fields = dict(fields)
     if is_wechat_group_url(url):
         fields.setdefault("expires_at", (datetime.now(UTC) + WECHAT_CODE_LIFETIME).isoformat())

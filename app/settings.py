@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         default=0, ge=0, description="new allocations per client IP per pool per minute; 0: off"
     )
     api_body_limit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_request_head_bytes: int = Field(
+        default=64 * 1024, ge=8 * 1024,
+        description="request line and headers; larger heads get 431 before they are read whole",
+    )
     redis_max_inflight: int = Field(default=10_000, ge=1)
     redis_cluster: bool = Field(default=False, description="the URL names a Redis Cluster node")
     redis_sentinels: str = Field(default="", description="host:port,host:port of sentinels")

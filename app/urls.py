@@ -13,12 +13,15 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
+import idna
+
 from app.errors import InvalidInput
 
 MAX_URL_LENGTH = 2048
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?\Z")
 _SAFE = "/:@!$&'()*+,;=-._~%"
+_JOINERS = "\u200c\u200d"  # ZWNJ and ZWJ: format characters, yet part of some IDNA 2008 labels
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,17 @@ class UrlPolicy:
 
 
 def ascii_host(host: str) -> str:
-    """The IDNA form of a host name, lowercased, without a trailing dot."""
-    return host.rstrip(".").encode("idna").decode("ascii").lower()
+    """The host name browsers resolve, in ASCII, lowercased, without a trailing dot: UTS 46
+    mapping, non-transitional, then IDNA 2008 A-labels. Python's "idna" codec is IDNA 2003,
+    which maps ß to "ss" and ς to σ and deletes ZWJ/ZWNJ: `https://ß.de/` was stored as
+    `ss.de`, another domain than the `xn--zca.de` a browser opens. ASCII labels other than
+    A-labels pass as they are: browsers take `_` in host names, IDNA 2008 does not."""
+    mapped = idna.uts46_remap(host, std3_rules=False, transitional=False).rstrip(".")
+    return ".".join(
+        label if label.isascii() and not label.startswith("xn--")
+        else idna.alabel(label).decode("ascii")
+        for label in mapped.split(".")
+    )
 
 
 def _ascii_or_none(host: str) -> str | None:
@@ -51,13 +63,17 @@ def check_target_url(url: str, policy: UrlPolicy | None = None, field: str = "ur
     if "\\" in url:
         raise bad("contains a backslash")
     # Cc/Cf/Cs/Co/Cn and Zs/Zl/Zp: control, format, surrogate, unassigned, any kind of space
-    if any(unicodedata.category(ch)[0] in "CZ" for ch in url):
+    if any(unicodedata.category(ch)[0] in "CZ" for ch in url if ch not in _JOINERS):
         raise bad("contains spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise bad(f"not a valid URL ({exc})") from None
+    # joiners only in the host, where IDNA 2008 decides whether their context allows them
+    if sum(url.count(j) for j in _JOINERS) != sum((parts.hostname or "").count(j)
+                                                  for j in _JOINERS):
+        raise bad("contains spaces or control characters")
     schemes = {"https", "http"} if policy.allow_http else {"https"}
     if parts.scheme.lower() not in schemes:
         raise bad(f"scheme must be one of {sorted(schemes)}")

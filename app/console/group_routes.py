@@ -4,10 +4,9 @@ and order (drag and drop, or the up/down buttons)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app import qr
+from app import decoder, qr
 from app.console.forms import add_store_error, group_values, upload_fields
 from app.console.pool_routes import pool_context
 from app.console.web import BASE, AdminCtx, ConsoleError, ConsoleRoute, redirect
@@ -57,7 +56,7 @@ async def upload(ctx: AdminCtx, pool_id: str) -> Response:
         name = f.filename or "?"
         try:
             data = await f.read(qr.MAX_UPLOAD_BYTES + 1)
-            group = await run_in_threadpool(qr.group_from_image, data, upload_fields(form, name))
+            group = await decoder.group_from_upload(data, upload_fields(form, name))
             created = (await ctx.rt.store.add_groups(pool_id, [group]))[0]
             results.append({"file": name, "ok": "1", "group": created.id, "url": created.url,
                             "wechat": "1" if qr.is_wechat_group_url(created.url) else ""})

@@ -6,11 +6,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from app import qr
+from app import decoder, qr
 from app.auth import AdminKey, ReadKey
 from app.deps import ERROR_RESPONSES, StoreDep, pool_id_or_404
 from app.errors import InvalidInput, PayloadTooLarge
@@ -69,10 +68,12 @@ async def reorder_groups(
 async def upload_group(pool_id: str, request: Request, store: StoreDep, _: AdminKey) -> GroupPublic:
     """A group from the image of its QR code: the code is decoded to the invite URL it holds.
     WeChat group codes expire 7 days after they are made: unless `expires_at` is given they get
-    upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat)."""
+    upload time + 7 days, and `page` mode (they only work when long-pressed inside WeChat).
+    At most a few images are decoded at once: past that, 429 with Retry-After."""
     pool_id = pool_id_or_404(pool_id)
+    await store.get_pool(pool_id)  # an unknown pool: 404 before the body is read or decoded
     fields, image = await _read_upload(request)
-    group = await run_in_threadpool(qr.group_from_image, image, fields)  # decoding is CPU work
+    group = await decoder.group_from_upload(image, fields)  # in a child process, a few at once
     return (await store.add_groups(pool_id, [group]))[0]
 
 

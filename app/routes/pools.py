@@ -66,28 +66,26 @@ QrError = Annotated[str, Query(pattern="^[lmqhLMQH]$", description="error correc
 @router.get(
     "/{pool_id}/qr.{fmt}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+    responses={200: {"content": {media: {} for media in qr.POSTER_FORMATS.values()}}},
 )
 async def poster_qr(
     pool_id: str,
-    fmt: Literal["png", "svg"],
+    fmt: Literal["png", "svg", "pdf", "eps"],
     rt: RuntimeDep,
     _: ReadKey,
     scale: QrScale = 10,
     border: QrBorder = 4,
     error: QrError = "m",
 ) -> Response:
-    """The poster QR (qr.png or qr.svg) of the pool's public scan URL: LIVECODE_PUBLIC_URL, by
-    default the address the service is bound to (never the request's Host header). When that
-    address is one phones cannot reach (loopback), the `Livecode-Warning` header says so."""
+    """The poster QR (qr.png, qr.svg, qr.pdf or qr.eps) of the pool's public scan URL:
+    LIVECODE_PUBLIC_URL, by default the address the service is bound to (never the request's
+    Host header). When that address is one phones cannot reach (loopback), the
+    `Livecode-Warning` header says so."""
     await rt.store.get_pool(pool_id_or_404(pool_id))
     url = links.scan_url(rt.settings, pool_id)
     headers = {}
     warning = links.poster_warning(rt.settings)
     if warning:
         headers["Livecode-Warning"] = warning
-    if fmt == "svg":
-        svg = qr.qr_svg(url, scale=scale, border=border, error=error)
-        return Response(svg, media_type="image/svg+xml", headers=headers)
-    png = qr.qr_png(url, scale=scale, border=border, error=error)
-    return Response(png, media_type="image/png", headers=headers)
+    body = qr.poster_qr(url, fmt, scale=scale, border=border, error=error)
+    return Response(body, media_type=qr.POSTER_FORMATS[fmt], headers=headers)
