@@ -4,13 +4,19 @@ it as a bare ASGI callable (see app/routes/scan.py for why)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
 
 from app import __version__, console, error_handlers, metrics
 from app.bodylimit import BodyLimit
+from app.console.web import unavailable_page
+from app.deadline import Deadline
+from app.errors import StoreUnavailable
 from app.routes import groups, health, pools
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
@@ -21,9 +27,12 @@ from app.settings import Settings
 class LivecodeApp:
     """Routes `/s/...` to the lean scan endpoint and everything else to FastAPI."""
 
-    def __init__(self, api: FastAPI, scan: ScanEndpoint, body_limit: int) -> None:
+    def __init__(self, api: FastAPI, scan: ScanEndpoint, settings: Settings) -> None:
         self.fastapi = api
-        self.api = BodyLimit(api, body_limit)
+        self.api = BodyLimit(
+            Deadline(api, settings.admin_timeout_s, _too_slow(settings)),
+            settings.api_body_limit_bytes,
+        )
         self.scan = scan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -31,6 +40,25 @@ class LivecodeApp:
             await self.scan(scope, receive, send)
         else:
             await self.api(scope, receive, send)
+
+
+def _too_slow(settings: Settings) -> Callable[[Scope], Response]:
+    """The answer to a request cut off by the deadline: the console's page, else the API's
+    error shape."""
+
+    def answer(scope: Scope) -> Response:
+        path: str = scope["path"]
+        if path == "/console" or path.startswith("/console/"):
+            return unavailable_page(Request(scope))
+        exc = StoreUnavailable(
+            f"the request did not finish within {settings.admin_timeout_ms} ms: the store is "
+            "unavailable or slow, try again",
+            {"timeout_ms": settings.admin_timeout_ms},
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    return answer
 
 
 async def _flush_metrics_every(seconds: float) -> None:
@@ -69,7 +97,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     console.mount(api)  # the operator console at /console
-    return LivecodeApp(api, scan, settings.api_body_limit_bytes)
+    return LivecodeApp(api, scan, settings)
 
 
 def create_app_from_env() -> LivecodeApp:

@@ -6,10 +6,11 @@ scan script reads never disagree with the groups they describe.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
@@ -36,6 +37,7 @@ from app.store.schema import DEFAULT_STICKY_TTL_S, GROUP, POOL
 from app.urls import check_target_url
 
 AnyRedis = aredis.Redis | RedisCluster
+T = TypeVar("T")
 
 
 async def server_version(client: AnyRedis) -> str:
@@ -48,6 +50,18 @@ async def server_version(client: AnyRedis) -> str:
 
 def _s(v: Any) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+async def _shielded(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if the caller is cancelled (the caller still sees the
+    cancellation)."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return await asyncio.shield(task)
 
 
 class PoolStore:
@@ -203,6 +217,11 @@ class PoolStore:
         and no group can be added; then its groups, indexes, stats and sticky records."""
         if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
             raise PoolNotFound(pool_id)
+        # The rest can take long (SCAN walks the whole keyspace for sticky records): it goes on
+        # even when the request that started it is cut off by its deadline (app/deadline.py).
+        await _shielded(self._purge_pool(pool_id))
+
+    async def _purge_pool(self, pool_id: str) -> None:
         gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
         doomed = [keys.group(pool_id, g) for g in gids] + keys.pool_keys(pool_id)
         for i in range(0, len(doomed), 500):
