@@ -75,6 +75,8 @@ def spring(cli: CliRunner, tmp_path: Path) -> Path:
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "bad-export.json").write_text(json.dumps({"version": 1, "pools": [
         {"id": "xyz", "groups": [{"url": "https://t.me/+ok", "capacity": 0}]}]}))
+    (tmp_path / "dup-export.json").write_text(json.dumps({"version": 1, "pools": [
+        {"id": "xyz", "groups": [{"url": "https://t.me/+ok"}, {"url": "https://t.me/+ok"}]}]}))
     return tmp_path
 
 
@@ -143,6 +145,7 @@ BAD_INPUT: list[tuple[list[str], dict[str, str]]] = [
     (["import", "missing.json"], {}),
     (["import", "bad.json"], {}),
     (["import", "bad-export.json"], {}),
+    (["import", "dup-export.json"], {}),
 ]
 
 

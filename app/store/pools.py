@@ -487,10 +487,6 @@ class PoolStore:
         """Reset (0), or restore a count from an export."""
         return await self._put(pool_id, group_id, ["count", str(count)])
 
-    def check_group(self, group: GroupCreate) -> None:
-        """Validate a group as add_groups would, without writing anything."""
-        self._group_fields(group)
-
     def check_groups(self, groups: Sequence[GroupCreate]) -> None:
         """Validate groups as one add_groups would (a URL twice is Conflict), writing nothing."""
         _check_list_urls([(g.id or "", self._group_fields(g)) for g in groups])
