@@ -76,7 +76,7 @@ def spring(cli: CliRunner, tmp_path: Path) -> Path:
     (tmp_path / "bad-export.json").write_text(json.dumps({"version": 1, "pools": [
         {"id": "xyz", "groups": [{"url": "https://t.me/+ok", "capacity": 0}]}]}))
     (tmp_path / "dup-export.json").write_text(json.dumps({"version": 1, "pools": [
-        {"id": "xyz", "groups": [{"url": "https://t.me/+ok"}, {"url": "https://t.me/+ok"}]}]}))
+        {"id": "spring", "groups": [{"url": "https://t.me/+ok"}, {"url": "https://t.me/+ok"}]}]}))
     return tmp_path
 
 
@@ -145,7 +145,7 @@ BAD_INPUT: list[tuple[list[str], dict[str, str]]] = [
     (["import", "missing.json"], {}),
     (["import", "bad.json"], {}),
     (["import", "bad-export.json"], {}),
-    (["import", "dup-export.json"], {}),
+    (["import", "dup-export.json", "--replace"], {}),  # refused before spring is deleted
 ]
 
 
