@@ -10,10 +10,11 @@ import tempfile
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from app import __version__, cli_admin, cli_stats, links
 from app.embedded import redis_for
-from app.errors import Conflict
+from app.errors import Conflict, LivecodeError
 from app.runtime import connect
 from app.schemas import Fallback, GroupCreate, PoolCreate
 from app.settings import Settings
@@ -66,7 +67,23 @@ async def prepare(settings: Settings, *, initial_key: bool, demo: bool) -> None:
         await client.aclose()
 
 
-@click.group()
+class Livecode(click.Group):
+    """Every command answers bad input with one line on stderr and exit 1, wherever in the
+    command it is found: a value click refuses, a model that does not validate, a refusal of
+    the service layer. (A missing argument or an unknown option stays a usage error, exit 2.)"""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.MissingParameter:
+            raise
+        except click.BadParameter as exc:
+            raise cli_admin.CliError(f"invalid_input: {exc.format_message()}") from None
+        except (LivecodeError, ValidationError) as exc:
+            raise cli_admin.CliError(cli_admin.describe(exc)) from None
+
+
+@click.group(cls=Livecode)
 @click.version_option(__version__, prog_name="livecode")
 def main() -> None:
     """livecode: one stable QR code, a pool of chat groups."""
@@ -91,7 +108,7 @@ def serve(host: str | None, port: int | None, workers: int | None, data_dir: Pat
     overrides = {k: v for k, v in
                  {"host": host, "port": port, "workers": workers, "data_dir": data_dir}.items()
                  if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = cli_admin.load_settings(**overrides)
     # uvicorn re-raises the signal it caught once it has shut down; with the default SIGTERM
     # action that would end the process before the embedded redis-server is stopped.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -133,8 +150,9 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 @main.command()
 def demo() -> None:
-    """Seed the demo pool into the configured (or embedded) Redis."""
-    settings = Settings()
+    """Seed the demo pool (3 groups of 5) into the configured (or embedded) Redis and print
+    its scan URL; nothing changes if it exists already."""
+    settings = cli_admin.load_settings()
     with redis_for(settings) as (url, _):
         settings = settings.model_copy(update={"redis_url": url or None})
         asyncio.run(prepare(settings, initial_key=False, demo=True))

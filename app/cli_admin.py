@@ -2,17 +2,20 @@
 
 They run the same service layer as the API against the same Redis as `serve`:
 LIVECODE_REDIS_URL, or the embedded server of the data directory in the current folder, whether
-`serve` is running or not. Errors go to stderr with a non-zero exit code.
+`serve` is running or not. Bad input and failures are one line on stderr (`Error: <code>:
+<what>`) and exit 1; when a pool is not found, or there are none, the line says which Redis or
+data directory was asked, so that running from the wrong folder is obvious.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 import redis.asyncio as aredis
@@ -20,7 +23,7 @@ from pydantic import ValidationError
 
 from app import audit, links, qr
 from app.embedded import redis_for
-from app.errors import InvalidInput, LivecodeError, validation_details
+from app.errors import InvalidInput, LivecodeError, PoolNotFound
 from app.runtime import connect
 from app.schemas import (
     GroupCreate,
@@ -29,17 +32,19 @@ from app.schemas import (
     Mode,
     PoolCreate,
     PoolPublic,
+    PoolUpdate,
     Strategy,
 )
 from app.settings import Settings
 from app.store import backup
-from app.store.apikeys import SCOPES, ApiKeyStore
+from app.store.apikeys import SCOPES, ApiKeyStore, key_id_of
 from app.store.pools import PoolStore
 from app.store.schema import DEFAULT_CAPACITY
 
 T = TypeVar("T")
 STRATEGIES = click.Choice(get_args(Strategy))
 MODES = click.Choice(get_args(Mode))
+NEVER = "never"  # --expires-at / --valid-from / --valid-until: remove the time
 
 
 @dataclass
@@ -47,33 +52,92 @@ class Stores:
     pools: PoolStore
     keys: ApiKeyStore
     settings: Settings
+    where: str  # the Redis URL (without its password) or the data directory
+
+
+class CliError(click.ClickException):
+    """One line on stderr, exit 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from LIVECODE_* (and the command's options), or one line naming what is bad."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        def name(field: str) -> str:
+            return f"--{field.replace('_', '-')}" if field in given else f"LIVECODE_{field.upper()}"
+
+        parts = [f"{name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}"
+                 for e in exc.errors()]
+        raise CliError(f"invalid_input: {'; '.join(parts)}") from None
+
+
+def redacted(url: str) -> str:
+    """A Redis URL without its password (in the user info or a `password=` parameter)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}@{host}" if user else host
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def store_location(settings: Settings, url: str, embedded: bool) -> str:
+    if embedded:
+        return f"the embedded Redis of data directory {settings.data_dir.resolve()}"
+    return redacted(url) if url else f"the sentinels {settings.redis_sentinels}"
+
+
+def describe(exc: LivecodeError | ValidationError) -> str:
+    """`<code>: <what>` in words: validation errors as `field: problem`, never a JSON dump."""
+    if isinstance(exc, ValidationError):
+        return f"invalid_input: {_fields(exc.errors())}"
+    text = f"{exc.code}: {exc.message}"
+    if isinstance(exc.details, list) and exc.details and isinstance(exc.details[0], dict):
+        text += f": {_fields(exc.details)}"
+    return text
+
+
+def _fields(errors: Sequence[Any]) -> str:
+    parts = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query")]
+        parts.append(f"{'.'.join(loc)}: {e.get('msg')}" if loc else str(e.get("msg")))
+    return "; ".join(parts)
 
 
 def run(action: Callable[[Stores], Awaitable[T]]) -> T:
-    """Open the store, run one action, turn every failure into a clear message and exit 1."""
-    settings = Settings()
+    """Open the store, run one action, turn every failure into one clear line and exit 1."""
+    settings = load_settings()
+    where = ""
 
     async def go(url: str) -> T:
         audit.actor.set("cli")
         client, fast = await connect(settings.model_copy(update={"redis_url": url or None}), 5)
         try:
             pools = await PoolStore.open(client, settings)
-            return await action(Stores(pools, ApiKeyStore(client), settings))
+            return await action(Stores(pools, ApiKeyStore(client), settings, where))
         finally:
             await fast.close()
             await client.aclose()
 
     try:
         with redis_for(settings) as (url, _):
+            embedded = not (settings.redis_url or settings.redis_sentinels)
+            where = store_location(settings, url, embedded)
             return asyncio.run(go(url))
-    except LivecodeError as exc:
-        detail = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
-        raise click.ClickException(f"{exc.code}: {exc.message}{detail}") from None
-    except ValidationError as exc:
-        details = json.dumps(validation_details(exc.errors()), default=str)
-        raise click.ClickException(f"invalid_input: {details}") from None
+    except PoolNotFound as exc:
+        raise CliError(f"{describe(exc)} (in {where})") from None
+    except (LivecodeError, ValidationError) as exc:
+        raise CliError(describe(exc)) from None
     except (aredis.RedisError, OSError, RuntimeError) as exc:
-        raise click.ClickException(f"store unavailable: {exc}") from None
+        raise CliError(f"store_unavailable: {exc}" + (f" ({where})" if where else "")) from None
 
 
 def echo_json(data: Any) -> None:
@@ -104,18 +168,30 @@ def keys_create(scope: str, name: str) -> None:
 
 
 @keys.command("list")
-def keys_list() -> None:
-    for k in run(lambda s: s.keys.list()):
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    async def action(s: Stores) -> list[Any]:
+        found = await s.keys.list()
+        if not found:
+            click.echo(f"no API keys in {s.where}", err=True)
+        return found
+
+    found = run(action)
+    if as_json:
+        echo_json([k.model_dump(mode="json") for k in found])
+        return
+    for k in found:
         used = k.last_used_at.isoformat() if k.last_used_at else "never"
         created = k.created_at.isoformat()
         click.echo(f"{k.id}  {k.scope:5}  created {created}  used {used}  {k.name}")
 
 
 @keys.command("revoke")
-@click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
-    run(lambda s: s.keys.revoke(key_id))
-    click.echo(f"revoked {key_id}")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke a key, given by its id or in full (as `keys create` printed it)."""
+    run(lambda s: s.keys.revoke(key))
+    click.echo(f"revoked {key_id_of(key)}")
 
 
 # pools
@@ -130,7 +206,10 @@ def pools() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pools_list(as_json: bool) -> None:
     async def action(s: Stores) -> list[PoolPublic]:
-        return (await s.pools.list_pools(limit=1_000_000))[0]
+        found = (await s.pools.list_pools(limit=1_000_000))[0]
+        if not found:
+            click.echo(f"no pools in {s.where}", err=True)
+        return found
 
     found = run(action)
     if as_json:
@@ -157,7 +236,40 @@ def pools_create(pool_id: str, name: str, strategy: str, mode: str, fallback_url
                                            "contact_url": fallback_contact}}
     if sticky_ttl is not None:
         fields["sticky_ttl_s"] = sticky_ttl
-    echo_json(dump(run(lambda s: s.pools.create_pool(PoolCreate.model_validate(fields)))))
+    pool = PoolCreate.model_validate(fields)
+    echo_json(dump(run(lambda s: s.pools.create_pool(pool))))
+
+
+@pools.command("update")
+@click.argument("pool_id")
+@click.option("--name", default=None)
+@click.option("--strategy", type=STRATEGIES, default=None)
+@click.option("--mode", type=MODES, default=None)
+@click.option("--fallback-url", default=None, help="redirect here when every group is full")
+@click.option("--fallback-message", default=None, help="or show this message")
+@click.option("--fallback-contact", default=None, help="and this contact URL as a QR code")
+@click.option("--sticky-ttl", type=int, default=None, help="seconds a visitor keeps their group")
+@click.option("--valid-from", default=None, help=f"ISO 8601 time, or '{NEVER}'")
+@click.option("--valid-until", default=None, help=f"ISO 8601 time, or '{NEVER}'")
+def pools_update(pool_id: str, name: str | None, strategy: str | None, mode: str | None,
+                 fallback_url: str | None, fallback_message: str | None,
+                 fallback_contact: str | None, sticky_ttl: int | None, valid_from: str | None,
+                 valid_until: str | None) -> None:
+    """Change a pool, as PATCH /pools/{id} does. The --fallback-* options replace the
+    fallback as a whole: give every part that should stay."""
+    fields: dict[str, Any] = {"name": name, "strategy": strategy, "mode": mode,
+                              "sticky_ttl_s": sticky_ttl}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    for key, value in (("valid_from", valid_from), ("valid_until", valid_until)):
+        if value is not None:
+            fields[key] = None if value == NEVER else value
+    if any(v is not None for v in (fallback_url, fallback_message, fallback_contact)):
+        fields["fallback"] = {"url": fallback_url, "message": fallback_message,
+                              "contact_url": fallback_contact}
+    if not fields:
+        raise CliError("invalid_input: nothing to change (see livecode pools update --help)")
+    change = PoolUpdate.model_validate(fields)
+    echo_json(dump(run(lambda s: s.pools.update_pool(pool_id, change))))
 
 
 @pools.command("show")
@@ -237,19 +349,18 @@ def groups_add(pool_id: str, url: str, group_id: str | None, **options: Any) -> 
 def groups_upload(pool_id: str, image: Path, group_id: str | None, **options: Any) -> None:
     """A group from the image of its QR code (PNG, JPEG or WebP)."""
     data = image.read_bytes()
-
-    async def action(s: Stores) -> list[GroupPublic]:
-        group = qr.group_from_image(data, _group_fields(id=group_id, **options))
-        return await s.pools.add_groups(pool_id, [group])
-
-    echo_json(dump(run(action)[0]))
+    group = qr.group_from_image(data, _group_fields(id=group_id, **options))
+    echo_json(dump(run(lambda s: s.pools.add_groups(pool_id, [group]))[0]))
 
 
 @groups.command("list")
 @click.argument("pool_id")
 @click.option("--json", "as_json", is_flag=True)
 def groups_list(pool_id: str, as_json: bool) -> None:
-    found = run(lambda s: s.pools.list_groups(pool_id))
+    echo_groups(run(lambda s: s.pools.list_groups(pool_id)), as_json)
+
+
+def echo_groups(found: list[GroupPublic], as_json: bool) -> None:
     if as_json:
         echo_json([dump(g) for g in found])
         return
@@ -277,6 +388,86 @@ def groups_enable(pool_id: str, group_id: str) -> None:
     _set_enabled(pool_id, group_id, True)
 
 
+@groups.command("update")
+@click.argument("pool_id")
+@click.argument("group_id")
+@click.option("--name", default=None)
+@click.option("--url", default=None, help="a new invite link: the group's code is replaced")
+@click.option("--capacity", type=int, default=None)
+@click.option("--expires-at", default=None, help=f"ISO 8601 time, or '{NEVER}'")
+@click.option("--weight", type=int, default=None)
+@click.option("--mode", type=click.Choice([*get_args(Mode), "pool"]), default=None,
+              help="'pool': the pool's mode")
+@click.option("--enable/--disable", "enabled", default=None)
+def groups_update(pool_id: str, group_id: str, name: str | None, url: str | None,
+                  capacity: int | None, expires_at: str | None, weight: int | None,
+                  mode: str | None, enabled: bool | None) -> None:
+    """Change a group, as PATCH /pools/{id}/groups/{gid} does; counts are kept."""
+    fields: dict[str, Any] = {"name": name, "url": url, "capacity": capacity, "weight": weight,
+                              "enabled": enabled}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if expires_at is not None:
+        fields["expires_at"] = None if expires_at == NEVER else expires_at
+    if mode is not None:
+        fields["mode"] = None if mode == "pool" else mode
+    if not fields:
+        raise CliError("invalid_input: nothing to change (see livecode groups update --help)")
+    change = GroupUpdate.model_validate(fields)
+    echo_json(dump(run(lambda s: s.pools.update_group(pool_id, group_id, change))))
+
+
+@groups.command("replace")
+@click.argument("pool_id")
+@click.argument("group_id")
+@click.argument("url", required=False)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="the new QR code's image (PNG, JPEG or WebP)")
+@click.option("--expires-at", default=None,
+              help="ISO 8601 time (default for a new WeChat group code: 7 days from now)")
+def groups_replace(pool_id: str, group_id: str, url: str | None, image: Path | None,
+                   expires_at: str | None) -> None:
+    """Give a group a new code (URL, or --image): it keeps its id, count and place."""
+    if (url is None) == (image is None):
+        raise CliError("invalid_input: give the new URL or --image FILE, not both")
+    when = GroupUpdate.model_validate({"expires_at": expires_at}).expires_at
+    new_url = qr.decode_qr_image(image.read_bytes()) if image is not None else str(url)
+    echo_json(dump(run(lambda s: s.pools.replace_code(pool_id, group_id, new_url, when))))
+
+
+@groups.command("reset")
+@click.argument("pool_id")
+@click.argument("group_id")
+@click.option("--json", "as_json", is_flag=True)
+def groups_reset(pool_id: str, group_id: str, as_json: bool) -> None:
+    """Count back to 0: the group takes new scans again."""
+    group = run(lambda s: s.pools.reset_group(pool_id, group_id))
+    if as_json:
+        echo_json(dump(group))
+    else:
+        click.echo(f"{group.id} reset: {group.count}/{group.capacity}")
+
+
+@groups.command("delete")
+@click.argument("pool_id")
+@click.argument("group_id")
+@click.option("--yes", is_flag=True, help="do not ask")
+def groups_delete(pool_id: str, group_id: str, yes: bool) -> None:
+    """Remove a group; its count is lost."""
+    if not yes:
+        click.confirm(f"delete group {group_id} of pool {pool_id}?", abort=True)
+    run(lambda s: s.pools.delete_group(pool_id, group_id))
+    click.echo(f"{group_id} deleted")
+
+
+@groups.command("reorder")
+@click.argument("pool_id")
+@click.argument("group_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+def groups_reorder(pool_id: str, group_ids: tuple[str, ...], as_json: bool) -> None:
+    """The new order: every group of the pool, once."""
+    echo_groups(run(lambda s: s.pools.reorder_groups(pool_id, list(group_ids))), as_json)
+
+
 # qr, export, import
 
 
@@ -287,26 +478,32 @@ def groups_enable(pool_id: str, group_id: str) -> None:
 @click.option("--scale", type=int, default=10)
 @click.option("--border", type=int, default=4)
 @click.option("--error", type=click.Choice(["l", "m", "q", "h"]), default="m")
-def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> None:
+@click.option("--channel", default=None,
+              help="encode /s/POOL?ch=CHANNEL: this poster's scans are counted apart")
+def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str,
+           channel: str | None) -> None:
     """Draw the poster QR of a pool's scan URL (LIVECODE_PUBLIC_URL)."""
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in qr.POSTER_FORMATS:
         raise click.ClickException(
             f"unsupported output format {output.suffix or '(none)'!r}: use "
             + ", ".join(f".{f}" for f in qr.POSTER_FORMATS))
+    ch = links.check_channel(channel) if channel is not None else ""
 
     async def action(s: Stores) -> str:
         await s.pools.get_pool(pool_id)
-        return links.scan_url(s.settings, pool_id)
+        return links.scan_url(s.settings, pool_id, ch)
 
     url = run(action)
-    warning = links.poster_warning(Settings())
+    warning = links.poster_warning(load_settings())
     if warning:
         click.echo(f"warning: {warning}", err=True)
     try:
         output.write_bytes(qr.poster_qr(url, fmt, scale=scale, border=border, error=error))
     except InvalidInput as exc:
-        raise click.ClickException(exc.message) from None
+        raise CliError(describe(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"{output}: {url}")
 
 
@@ -315,13 +512,22 @@ def qr_cmd(pool_id: str, output: Path, scale: int, border: int, error: str) -> N
               help="file (default: stdout)")
 def export_cmd(output: Path | None) -> None:
     """Every pool with its groups and counts, as JSON (API keys are not exported)."""
-    text = json.dumps(run(lambda s: backup.export_all(s.pools)), indent=2, ensure_ascii=False,
-                      default=str)
+
+    async def action(s: Stores) -> dict[str, Any]:
+        doc = await backup.export_all(s.pools)
+        if not doc["pools"]:
+            click.echo(f"no pools in {s.where}", err=True)
+        return doc
+
+    text = json.dumps(run(action), indent=2, ensure_ascii=False, default=str)
     if output is None:
         click.echo(text)
-    else:
+        return
+    try:
         output.write_text(text + "\n", encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    except OSError as exc:
+        raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}", err=True)
 
 
 @click.command("import")
@@ -332,11 +538,10 @@ def import_cmd(source: Any, replace: bool) -> None:
     existing pool is an error unless --replace."""
     try:
         plan = backup.parse_export(json.load(source))
-    except ValueError as exc:  # not JSON
-        raise click.ClickException(f"invalid export: {exc}") from None
     except InvalidInput as exc:
-        detail = f" {json.dumps(exc.details, default=str)}" if exc.details else ""
-        raise click.ClickException(f"invalid export: {exc.message}{detail}") from None
+        raise CliError(f"invalid export: {describe(exc)}") from None
+    except ValueError as exc:  # not JSON
+        raise CliError(f"invalid export: {exc}") from None
     n = run(lambda s: backup.apply_import(s.pools, plan, replace=replace))
     click.echo(f"imported {n} pool(s)", err=True)
 

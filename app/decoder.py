@@ -99,12 +99,17 @@ async def read_texts(data: bytes) -> list[str]:
     return [str(text) for text in answer["texts"]]
 
 
-async def group_from_upload(image: bytes, fields: dict[str, Any]) -> GroupCreate:
-    """A group from the uploaded image of its QR code (the API's and the console's uploads):
-    refused early by size and type, decoded in a child process, WeChat defaults applied."""
+async def url_from_upload(image: bytes) -> str:
+    """The invite URL in an uploaded image of a group's QR code: refused early by size and
+    type, decoded in a child process."""
     qr.check_upload(image)
-    url = qr.first_url(await read_texts(image))
-    return qr.group_from_url(url, fields)
+    return qr.first_url(await read_texts(image))
+
+
+async def group_from_upload(image: bytes, fields: dict[str, Any]) -> GroupCreate:
+    """A group from the uploaded image of its QR code (the API's and the console's uploads),
+    with the WeChat defaults."""
+    return qr.group_from_url(await url_from_upload(image), fields)
 
 
 def _in_child(data: bytes) -> dict[str, Any]:

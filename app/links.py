@@ -7,7 +7,9 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import quote, urlsplit
 
+from app.errors import InvalidInput
 from app.settings import Settings
+from app.store.keys import CHANNEL_RE
 
 SCAN_PATH = "/s/"
 
@@ -24,6 +26,15 @@ def public_base(settings: Settings) -> str:
 def scan_url(settings: Settings, pool_id: str, channel: str = "") -> str:
     url = public_base(settings) + SCAN_PATH + pool_id
     return f"{url}?ch={quote(channel, safe='')}" if channel else url
+
+
+def check_channel(channel: str) -> str:
+    """A poster's channel as scans count it (`?ch=`), or InvalidInput: a poster printed with
+    a channel the scan path drops would count nothing."""
+    if not CHANNEL_RE.match(channel):
+        raise InvalidInput("ch: a channel is 1 to 32 letters, digits, '_', '.' or '-'",
+                           {"field": "ch", "value": channel[:64]})
+    return channel
 
 
 def unreachable_reason(url: str) -> str | None:

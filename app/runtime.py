@@ -75,6 +75,7 @@ async def connect(settings: Settings, wait_s: float = 15.0) -> tuple[AnyRedis, S
     if not url and not sentinels:
         raise RuntimeError("LIVECODE_REDIS_URL is not set (`livecode serve` sets it)")
     options = _url_options(url)
+    connect_s = min(2.0, settings.admin_timeout_s)
 
     def node_client(host: str, port: int) -> PipelinedRedis:
         return PipelinedRedis(
@@ -88,31 +89,37 @@ async def connect(settings: Settings, wait_s: float = 15.0) -> tuple[AnyRedis, S
             [_hostport(s) for s in sentinels], socket_timeout=1,
             sentinel_kwargs={"socket_timeout": 1},
         )
-        admin = sentinel.master_for(settings.redis_sentinel_master, socket_timeout=5,
-                                    socket_connect_timeout=2, **options)
+        admin = sentinel.master_for(settings.redis_sentinel_master,
+                                    socket_timeout=settings.admin_timeout_s,
+                                    socket_connect_timeout=connect_s, **options)
         return admin, SentinelScanClient(sentinel, settings.redis_sentinel_master, node_client)
     assert url is not None
     if settings.redis_cluster:
-        cluster = RedisCluster.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        cluster = RedisCluster.from_url(url, socket_timeout=settings.admin_timeout_s,
+                                        socket_connect_timeout=connect_s)
         await _retry_until(cluster.initialize, wait_s)
         return cluster, ClusterScanClient(cluster, node_client)
     fast = PipelinedRedis.from_url(
         url, max_inflight=settings.redis_max_inflight,
         wait_replicas=settings.redis_wait_replicas, wait_ms=settings.redis_wait_ms,
     )
-    return admin_client(url, settings.redis_admin_connections), fast
+    return admin_client(url, settings.redis_admin_connections, settings.admin_timeout_s), fast
 
 
-def admin_client(url: str, max_connections: int) -> aredis.Redis:
-    """redis-py for the admin API: a pool that waits for a free connection instead of failing
-    past its size, and retries only on connection errors (a timed-out command may have run)."""
+def admin_client(url: str, max_connections: int, timeout_s: float = 3.0) -> aredis.Redis:
+    """redis-py for the admin API: a pool that waits (at most `timeout_s`) for a free connection
+    instead of failing past its size, and retries only on connection errors: a timed-out
+    command may have run, and retrying it would multiply the wait (Retry's default list holds
+    TimeoutError too, hence `supported_errors`). The request as a whole is bounded by
+    app/deadline.py."""
     pool = aredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        timeout=5,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=min(2.0, timeout_s),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2,
+                    supported_errors=(RedisConnectionError,)),
         retry_on_error=[RedisConnectionError],
     )
     return aredis.Redis.from_pool(pool)

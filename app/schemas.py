@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from datetime import UTC, datetime
 from functools import cache
@@ -49,11 +50,16 @@ def _utc(value: datetime) -> datetime:
 
 
 def _no_number(value: Any) -> Any:
-    """The schema says an RFC 3339 string: pydantic alone would also take a number, as Unix
-    seconds or milliseconds by its size, which a typo can turn into the wrong year."""
-    if isinstance(value, int | float):
+    """The schema says an RFC 3339 string: pydantic alone would also take a number (or, in a
+    query string, digits), as Unix seconds or milliseconds by its size, which a typo can turn
+    into the wrong year."""
+    if isinstance(value, int | float) or (isinstance(value, str)
+                                          and not _DATE_START.match(value.strip())):
         raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-12-01T00:00:00Z")
     return value
+
+
+_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 Time = Annotated[datetime, BeforeValidator(_no_number), AfterValidator(_utc)]

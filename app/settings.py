@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     )
     redis_wait_ms: int = Field(default=50, ge=1, description="WAIT timeout in WAIT mode")
     redis_admin_connections: int = Field(default=64, ge=1, description="admin API pool size")
+    admin_timeout_ms: int = Field(
+        default=3000, ge=100, le=120_000,
+        description="bound on an admin API or console request's own work (not the time its "
+        "client takes to send or read): past it the request answers 503",
+    )
 
     cookie_name: str = "lc_vid"
     cookie_max_age_s: int = 400 * 24 * 3600
@@ -78,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def deadline_s(self) -> float:
         return self.deadline_ms / 1000
+
+    @property
+    def admin_timeout_s(self) -> float:
+        return self.admin_timeout_ms / 1000
 
     @property
     def secure_cookie(self) -> bool:

@@ -3,6 +3,7 @@ path's three kinds among them), snapshots of everything stored, and expiry witho
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -117,6 +118,11 @@ async def seed(
             for i, g in enumerate(groups)
         ],
     )
+
+
+def visitor() -> str:
+    """A new visitor's id, as the scan path makes them (22 base64url characters)."""
+    return secrets.token_urlsafe(16)[:22]
 
 
 async def counts(client: aredis.Redis, pool_id: str = "pool-a") -> dict[str, int]:

@@ -13,6 +13,7 @@ class Proxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.holding = False  # hold back what the target sends to the client
+        self.delay_s = 0.0  # pass on what the target sends only after this long (a slow link)
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -45,6 +46,8 @@ class Proxy:
                     upstream: bool) -> None:
         try:
             while data := await reader.read(65536):
+                if not upstream and self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 if upstream or not self.holding:
                     writer.write(data)
                     await writer.drain()

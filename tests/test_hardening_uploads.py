@@ -203,6 +203,10 @@ async def test_screenshot_upload_through_the_server(server: tuple[str, str, int]
             r = await _upload(client, base, key, encode(screenshot(), fmt))
             assert r.status_code == 201, r.text
             assert (r.json()["url"], r.json()["mode"]) == (WECHAT, "page")
+            # one URL per pool: the next format's upload of the same code would be a 409
+            delete = await client.delete(f"{base}/api/v1/pools/pool-a/groups/{r.json()['id']}",
+                                         headers={"Authorization": f"Bearer {key}"})
+            assert delete.status_code == 204
 
 
 @pytest.mark.slow
@@ -229,12 +233,13 @@ async def test_unknown_pool_is_404_before_the_body_is_read(server: tuple[str, st
 async def test_concurrent_decodes_are_bounded(
     server: tuple[str, str, int], heavy_png: bytes
 ) -> None:
-    """10 uploads at once: 2 decode, 4 wait for a slot, 4 get 429 with Retry-After."""
+    """10 uploads at once: 2 decode, 4 wait for a slot, 4 get 429 with Retry-After. (The same
+    code 6 times: the first decoded makes a group, the 5 others are the pool's URL already.)"""
     base, key, _ = server
     async with httpx.AsyncClient(timeout=60) as client:
         replies = await asyncio.gather(*(_upload(client, base, key, heavy_png) for _ in range(10)))
     statuses = sorted(r.status_code for r in replies)
-    assert statuses == [201] * 6 + [429] * 4, [r.text for r in replies]
+    assert statuses == [201] + [409] * 5 + [429] * 4, [r.text for r in replies]
     for r in replies:
         if r.status_code == 429:
             assert r.headers["retry-after"] == "2"
@@ -314,7 +319,9 @@ async def test_scans_stay_fast_during_four_uploads(
             stop.set()
             await scanning
             assert set(load.statuses) == {b"302"}
-            assert [r.status_code for r in uploads] == [422, 201] * 2, [r.text for r in uploads]
+            # decoded (201, then 409: the same code again) or refused by its size (422)
+            assert [r.status_code for r in uploads][::2] == [422, 422], [r.text for r in uploads]
+            assert {r.status_code for r in uploads[1::2]} <= {201, 409}, [r.text for r in uploads]
             p99s.append(load.p99_ms())
             if p99s[-1] < 50:
                 break

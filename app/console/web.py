@@ -264,6 +264,13 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
     return response
 
 
+def unavailable_page(request: Request) -> Response:
+    """The console's 503: Redis did not answer (or not in time)."""
+    _ = gettext_for(locale_of(request))
+    return secure(_error_page(request, 503, _("The store is unavailable"),
+                              _("Redis did not answer. Try again in a moment.")))
+
+
 def _to_signin(request: Request) -> Response:
     if "hx-request" in request.headers:  # a poll or a fragment: the page the user is on
         back = urlsplit(request.headers.get("hx-current-url", "")).path
@@ -297,9 +304,7 @@ class ConsoleRoute(APIRoute):
             except RequestValidationError:
                 response = _error_page(request, 404, _("Not found"), "")
             except (RedisError, OSError):
-                response = _error_page(
-                    request, 503, _("The store is unavailable"),
-                    _("Redis did not answer. Try again in a moment."))
+                response = unavailable_page(request)
             return secure(response)
 
         return run

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from app import decoder, qr
 from app.auth import AdminKey, ReadKey
 from app.deps import ERROR_RESPONSES, StoreDep, pool_id_or_404
-from app.errors import InvalidInput, PayloadTooLarge
+from app.errors import InvalidInput, PayloadTooLarge, validation_details
 from app.schemas import GroupCreate, GroupOrder, GroupPublic, GroupUpdate
 
 router = APIRouter(
@@ -20,13 +22,30 @@ router = APIRouter(
 )
 
 UPLOAD_BODY_LIMIT = qr.MAX_UPLOAD_BYTES + 64 * 1024  # the image plus the form's other fields
+MAX_GROUPS_PER_REQUEST = 1000
+
+
+def _at_most_max_groups(value: Any) -> Any:
+    """A list past the cap is refused before any of its items is looked at."""
+    if isinstance(value, list) and len(value) > MAX_GROUPS_PER_REQUEST:
+        raise PydanticCustomError(
+            "too_many_groups", "at most {max} groups per request, not {given}",
+            {"max": MAX_GROUPS_PER_REQUEST, "given": len(value)})
+    return value
+
+
+GroupsBody = Annotated[
+    GroupCreate | Annotated[list[GroupCreate], Field(max_length=MAX_GROUPS_PER_REQUEST)],
+    BeforeValidator(_at_most_max_groups),
+]
 
 
 @router.post("", status_code=201)
 async def add_groups(
-    pool_id: str, body: GroupCreate | list[GroupCreate], store: StoreDep, _: AdminKey
+    pool_id: str, body: GroupsBody, store: StoreDep, _: AdminKey
 ) -> GroupPublic | list[GroupPublic]:
-    """One group, or a list for bulk adds (all or nothing)."""
+    """One group, or a list of at most 1,000 for bulk adds (all or nothing). A URL already in
+    the pool, or given twice in the list, is a 409 naming the group that has it."""
     groups = body if isinstance(body, list) else [body]
     if not groups:
         raise InvalidInput("the list of groups is empty")
@@ -77,10 +96,51 @@ async def upload_group(pool_id: str, request: Request, store: StoreDep, _: Admin
     return (await store.add_groups(pool_id, [group]))[0]
 
 
+@router.post(
+    "/{group_id}/upload",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "PNG, JPEG or WebP with the new QR code, <= 2 MB"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                },
+            }}},
+        }
+    },
+)
+async def replace_code(
+    pool_id: str, group_id: str, request: Request, store: StoreDep, _: AdminKey
+) -> GroupPublic:
+    """Replace a group's code with the one in an image: the group keeps its id, count and
+    place. A new WeChat group code gets `expires_at` = upload time + 7 days (unless given) and
+    `page` mode. A URL another group of the pool has is a 409. (`PATCH` with a `url` does the
+    same for a link.)"""
+    pool_id = pool_id_or_404(pool_id)
+    await store.get_pool(pool_id)  # both before the image is read and decoded
+    await store.get_group(pool_id, group_id)
+    fields, image = await _read_upload(request)
+    unknown = sorted(set(fields) - {"expires_at"})
+    if unknown:
+        raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", {"fields": unknown})
+    try:
+        expires_at = GroupUpdate.model_validate(fields).expires_at
+    except ValidationError as exc:
+        raise InvalidInput("invalid group fields", validation_details(exc.errors())) from None
+    url = await decoder.url_from_upload(image)  # in a child process, a few at a time
+    return await store.replace_code(pool_id, group_id, url, expires_at)
+
+
 @router.patch("/{group_id}")
 async def update_group(
     pool_id: str, group_id: str, body: GroupUpdate, store: StoreDep, _: AdminKey
 ) -> GroupPublic:
+    """A new `url` replaces the group's code as the upload above does: count and place are
+    kept, a new WeChat group code's expiry is renewed, and a URL another group has is a 409."""
     return await store.update_group(pool_id_or_404(pool_id), group_id, body)
 
 

@@ -61,6 +61,9 @@ async def resume_pool(pool_id: str, store: StoreDep, _: AdminKey) -> PoolPublic:
 QrScale = Annotated[int, Query(ge=1, le=50, description="pixels per module")]
 QrBorder = Annotated[int, Query(ge=0, le=20, description="quiet zone, in modules")]
 QrError = Annotated[str, Query(pattern="^[lmqhLMQH]$", description="error correction level")]
+QrChannel = Annotated[str | None, Query(
+    max_length=64, description="a channel: the code encodes /s/{id}?ch=<channel> "
+    "(1 to 32 letters, digits, _ . -), so scans of this poster are counted apart")]
 
 
 @router.get(
@@ -76,13 +79,15 @@ async def poster_qr(
     scale: QrScale = 10,
     border: QrBorder = 4,
     error: QrError = "m",
+    ch: QrChannel = None,
 ) -> Response:
     """The poster QR (qr.png, qr.svg, qr.pdf or qr.eps) of the pool's public scan URL:
     LIVECODE_PUBLIC_URL, by default the address the service is bound to (never the request's
     Host header). When that address is one phones cannot reach (loopback), the
     `Livecode-Warning` header says so."""
+    channel = links.check_channel(ch) if ch is not None else ""
     await rt.store.get_pool(pool_id_or_404(pool_id))
-    url = links.scan_url(rt.settings, pool_id)
+    url = links.scan_url(rt.settings, pool_id, channel)
     headers = {}
     warning = links.poster_warning(rt.settings)
     if warning:

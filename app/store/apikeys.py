@@ -87,6 +87,13 @@ def parse_key(presented: object) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+def key_id_of(id_or_key: str) -> str:
+    """The id of a key given by its id or in full (`lc_<id>_<secret>`, as `create` printed
+    it): the id, so that no message ever repeats the secret."""
+    parsed = parse_key(id_or_key.strip())
+    return parsed[0] if parsed else id_or_key
+
+
 class ApiKeyStore:
     def __init__(self, client: AnyRedis, *, clock: Callable[[], float] = time.time) -> None:
         self.r = client
@@ -167,12 +174,14 @@ class ApiKeyStore:
         return public
 
     async def get(self, key_id: str) -> ApiKeyPublic:
+        """The key by its id or the full key."""
+        key_id = key_id_of(key_id)
         public = None
         if keys.APIKEY_ID_RE.fullmatch(key_id):
             raw = await self.r.hgetall(keys.apikey(key_id))
             public = _public(key_id, {_s(k): _s(v) for k, v in raw.items()})
         if public is None:
-            raise NotFound(f"API key {key_id!r} not found", {"key_id": key_id})
+            raise _not_found(key_id)
         return public
 
     async def list(self) -> builtins.list[ApiKeyPublic]:
@@ -191,7 +200,8 @@ class ApiKeyStore:
         return out
 
     async def revoke(self, key_id: str) -> None:
-        """Delete the key for good; NotFound for an unknown id."""
+        """Delete the key (given by its id or in full) for good; NotFound for an unknown id."""
+        key_id = key_id_of(key_id)
         removed = 0
         if keys.APIKEY_ID_RE.fullmatch(key_id):
             async with self.r.pipeline(transaction=True) as pipe:
@@ -199,12 +209,20 @@ class ApiKeyStore:
                 pipe.srem(keys.APIKEYS_INDEX, key_id)
                 removed = sum(int(n) for n in await pipe.execute())
         if not removed:
-            raise NotFound(f"API key {key_id!r} not found", {"key_id": key_id})
+            raise _not_found(key_id)
         await self.events.append_system("key.revoked", actor=audit.actor.get(),
                                         data={"key_id": key_id})
 
     async def count(self) -> int:
         return int(await self.r.scard(keys.APIKEYS_INDEX))
+
+
+def _not_found(key_id: str) -> NotFound:
+    if keys.APIKEY_ID_RE.fullmatch(key_id):
+        return NotFound(f"API key {key_id!r} not found", {"key_id": key_id})
+    # what is neither an id nor a well-formed key may be a mistyped key: it is not repeated
+    return NotFound("no such API key: give its id (8 hex digits, see `livecode keys list`) "
+                    "or the full key", {"key_id": None})
 
 
 def _public(key_id: str, fields: dict[str, str]) -> ApiKeyPublic | None:

@@ -84,9 +84,8 @@ async def apply_import(store: PoolStore, plan: list[PoolImport], *, replace: boo
     if clash and not replace:
         raise InvalidInput(f"pools already exist: {', '.join(clash)} (use --replace)",
                            {"pool_ids": clash})
-    for p in plan:
-        for g, _ in p.groups:  # URL checks for everything before any write
-            store.check_group(g)
+    for p in plan:  # URL checks (and one URL per pool) for everything before any write
+        store.check_groups([g for g, _ in p.groups])
     for p in plan:
         if p.pool.id in existing:
             await store.delete_pool(p.pool.id)

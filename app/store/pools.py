@@ -6,21 +6,24 @@ scan script reads never disagree with the groups they describe.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aredis
+from pydantic import ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from app import audit, links
 from app.allocator import scripts
 from app.allocator.protocol import Call, Outcome, call_args, decode
-from app.errors import Conflict, GroupNotFound, InvalidInput, PoolNotFound
+from app.errors import Conflict, GroupNotFound, InvalidInput, PoolNotFound, validation_details
 from app.events.store import EventStore
+from app.qr import WECHAT_CODE_LIFETIME, is_wechat_group_url
 from app.schemas import (
     Alerts,
     Fallback,
@@ -42,6 +45,7 @@ from app.store.schema import DEFAULT_STICKY_TTL_S, GROUP, POOL
 from app.urls import check_target_url
 
 AnyRedis = aredis.Redis | RedisCluster
+T = TypeVar("T")
 
 
 async def server_version(client: AnyRedis) -> str:
@@ -54,6 +58,50 @@ async def server_version(client: AnyRedis) -> str:
 
 def _s(v: Any) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
+
+
+_CHUNK = 100  # groups validated, written or read between two turns of the event loop
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """`work` as a task that runs to its end, whoever waits for it (or no one)."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
+async def _shielded(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if the caller is cancelled (the caller still sees the
+    cancellation)."""
+    return await asyncio.shield(_in_background(work))
+
+
+def _field(pairs: Sequence[str], name: str) -> str | None:
+    """The value of `name` in a flat name/value list (as _group_fields makes)."""
+    for i in range(0, len(pairs) - 1, 2):
+        if pairs[i] == name:
+            return pairs[i + 1]
+    return None
+
+
+def _check_list_urls(prepared: Sequence[tuple[str, list[str]]]) -> None:
+    first: dict[str, tuple[int, str]] = {}
+    for i, (gid, fields) in enumerate(prepared):
+        url = _field(fields, "url")
+        if url is None:
+            continue
+        if url in first:
+            j, other = first[url]
+            raise Conflict(f"the URL {url} is given twice, at {j} and {i} in the list",
+                           {"group_id": other or None, "url": url, "index": [j, i]})
+        first[url] = (i, gid)
+
+
+def _url_taken(url: str, group_id: str) -> Conflict:
+    return Conflict(f"group {group_id!r} already has the URL {url}",
+                    {"group_id": group_id, "url": url})
 
 
 class PoolStore:
@@ -233,11 +281,15 @@ class PoolStore:
         name = await self.r.hget(keys.pool(pool_id), POOL.stored("name"))
         if await self._run("pool_delete", [keys.pool(pool_id)], [keys.prefix(pool_id)]) != "ok":
             raise PoolNotFound(pool_id)
-        pool_name = _s(name) or ""
+        # The rest can take long (SCAN walks the whole keyspace for the pool's keys): it goes
+        # on even when the request that started it is cut off by its deadline (app/deadline.py).
+        await _shielded(self._purge_pool(pool_id, _s(name) or "", audit.actor.get()))
+
+    async def _purge_pool(self, pool_id: str, pool_name: str, actor: str) -> None:
         cursor = await self.r.hget(keys.EVENTS_CURSORS, pool_id)
         await self.events.move_to_system(pool_id, pool_name, _s(cursor) if cursor else None)
-        await self.events.append_system("pool.deleted", actor=audit.actor.get(),
-                                        pool_id=pool_id, pool_name=pool_name)
+        await self.events.append_system("pool.deleted", actor=actor, pool_id=pool_id,
+                                        pool_name=pool_name)
         marker = keys.deleting(pool_id).encode()
         batch: list[Any] = []
         pattern = keys.prefix(pool_id) + "*"
@@ -321,9 +373,12 @@ class PoolStore:
     async def add_groups(self, pool_id: str, groups: Sequence[GroupCreate]) -> list[GroupPublic]:
         """All or nothing: everything is validated and checked before the first write, and if a
         concurrent change still makes one create fail, the groups created so far are removed.
-        Groups without an id get the next free g<N>, chosen inside the script."""
+        Groups without an id get the next free g<N>, chosen inside the script. A URL may be in
+        a pool only once (as stored, after check_target_url): Conflict names the group that
+        has it. Long lists are validated and read in chunks, giving the event loop (the scans)
+        its turn in between."""
         await self.get_pool(pool_id)
-        prepared = [(g.id or "", self._group_fields(g)) for g in groups]
+        prepared = await self._prepare_groups(groups)
         chosen = [gid for gid, _ in prepared if gid]
         seen: set[str] = set()
         for gid in chosen:
@@ -333,6 +388,7 @@ class PoolStore:
         existing = await self._existing(pool_id, chosen)
         if existing:
             raise Conflict(f"group {existing[0]!r} already exists", {"group_id": existing[0]})
+        await self._check_new_urls(pool_id, prepared)
         created: list[str] = []
         try:
             for gid, fields in prepared:
@@ -346,12 +402,81 @@ class PoolStore:
                     raise Conflict(f"group {gid!r} already exists", {"group_id": gid})
                 else:
                     raise PoolNotFound(pool_id)
-        except BaseException:
-            for gid in created:
-                await self._run("group_delete", [keys.pool(pool_id)],
-                                [keys.prefix(pool_id), gid, audit.actor.get()])
+            # a concurrent add or replace of the same URL is caught here, after both wrote
+            await self._check_urls_unique(pool_id, created)
+        except BaseException as exc:
+            undo = self._remove_groups(pool_id, created)
+            if isinstance(exc, asyncio.CancelledError):  # cut off: do not hold the answer
+                _in_background(undo)
+            else:
+                await _shielded(undo)
             raise
-        return [await self.get_group(pool_id, gid) for gid in created]
+        return await self._read_groups(pool_id, created)
+
+    async def _prepare_groups(self, groups: Sequence[GroupCreate]) -> list[tuple[str, list[str]]]:
+        prepared = []
+        for start in range(0, len(groups), _CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            prepared += [(g.id or "", self._group_fields(g)) for g in groups[start:start + _CHUNK]]
+        return prepared
+
+    async def _remove_groups(self, pool_id: str, gids: Sequence[str]) -> None:
+        for gid in gids:
+            await self._run("group_delete", [keys.pool(pool_id)],
+                            [keys.prefix(pool_id), gid, audit.actor.get()])
+
+    async def _read_groups(self, pool_id: str, gids: Sequence[str]) -> list[GroupPublic]:
+        out: list[GroupPublic] = []
+        for start in range(0, len(gids), _CHUNK):
+            chunk = gids[start:start + _CHUNK]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for gid in chunk:
+                    pipe.hgetall(keys.group(pool_id, gid))
+                raws = await pipe.execute()
+            for gid, raw in zip(chunk, raws, strict=True):
+                if not raw:
+                    raise GroupNotFound(gid)
+                out.append(_group(gid, raw))
+        return out
+
+    # one URL per pool
+
+    async def _urls(self, pool_id: str) -> dict[str, list[str]]:
+        """Every stored group URL of the pool and the groups that have it (read in chunks)."""
+        gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
+        field = GROUP.stored("url")
+        by_url: dict[str, list[str]] = {}
+        for start in range(0, len(gids), _CHUNK):
+            chunk = gids[start:start + _CHUNK]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for gid in chunk:
+                    pipe.hget(keys.group(pool_id, gid), field)
+                urls = await pipe.execute()
+            for gid, url in zip(chunk, urls, strict=True):
+                if url:
+                    by_url.setdefault(str(_s(url)), []).append(gid)
+        return by_url
+
+    async def _check_new_urls(self, pool_id: str, prepared: Sequence[tuple[str, list[str]]],
+                              ) -> None:
+        """Conflict when a URL of `prepared` is already in the pool or given twice."""
+        _check_list_urls(prepared)
+        stored = await self._urls(pool_id)
+        for _, fields in prepared:
+            url = _field(fields, "url")
+            if url is not None and url in stored:
+                raise _url_taken(url, stored[url][0])
+
+    async def _check_urls_unique(self, pool_id: str, gids: Sequence[str]) -> None:
+        """Conflict when a group of `gids` shares its URL with any other group of the pool."""
+        if not gids:
+            return
+        mine = set(gids)
+        for url, holders in (await self._urls(pool_id)).items():
+            if len(holders) > 1 and mine.intersection(holders):
+                others = [g for g in holders if g not in mine] or holders[1:]
+                raise _url_taken(url, others[0])
 
     async def _existing(self, pool_id: str, gids: Sequence[str]) -> list[str]:
         async with self.r.pipeline(transaction=False) as pipe:
@@ -361,7 +486,54 @@ class PoolStore:
         return [gid for gid, n in zip(gids, found, strict=True) if n]
 
     async def update_group(self, pool_id: str, group_id: str, data: GroupUpdate) -> GroupPublic:
+        if "url" in data.model_fields_set and data.url is not None:
+            return await self._replace(pool_id, group_id, data)
         return await self._put(pool_id, group_id, self._group_fields(data))
+
+    async def replace_code(self, pool_id: str, group_id: str, url: str,
+                           expires_at: datetime | None = None) -> GroupPublic:
+        """A group's new code (WeChat group codes expire every 7 days and are renewed): the
+        group keeps its id, count and place. A new WeChat group code gets expires_at = now + 7
+        days unless given, and `page` mode; a URL another group of the pool has is Conflict."""
+        given: dict[str, Any] = {"url": url}
+        if expires_at is not None:
+            given["expires_at"] = expires_at
+        try:
+            data = GroupUpdate.model_validate(given)
+        except ValidationError as exc:
+            raise InvalidInput("invalid group fields", validation_details(exc.errors())) from None
+        return await self.update_group(pool_id, group_id, data)
+
+    async def _replace(self, pool_id: str, group_id: str, data: GroupUpdate) -> GroupPublic:
+        """update_group with a URL: the one-URL-per-pool rule, and a renewed WeChat code's
+        expiry. Checked before the write and again after it (a concurrent add or replace of the
+        same URL); if that finds a clash, the group's previous fields are put back."""
+        if not await self.r.exists(keys.pool(pool_id)):
+            raise PoolNotFound(pool_id)
+        before = await self.get_group(pool_id, group_id)
+        assert data.url is not None
+        url = check_target_url(data.url, self.urls)
+        data = data.model_copy()
+        if url != before.url and is_wechat_group_url(url):
+            if "expires_at" not in data.model_fields_set:
+                data.expires_at = datetime.now(UTC) + WECHAT_CODE_LIFETIME
+                data.model_fields_set.add("expires_at")
+            if "mode" not in data.model_fields_set:
+                data.mode = "page"
+                data.model_fields_set.add("mode")
+        fields = self._group_fields(data)
+        others = [g for g in (await self._urls(pool_id)).get(url, []) if g != group_id]
+        if others:
+            raise _url_taken(url, others[0])
+        updated = await self._put(pool_id, group_id, fields)
+        try:
+            await self._check_urls_unique(pool_id, [group_id])
+        except Conflict:
+            previous = GroupUpdate.model_validate(
+                {f: getattr(before, f) for f in data.model_fields_set})
+            await _shielded(self._put(pool_id, group_id, self._group_fields(previous)))
+            raise
+        return updated
 
     async def reset_group(self, pool_id: str, group_id: str) -> GroupPublic:
         return await self.set_count(pool_id, group_id, 0)
@@ -370,9 +542,9 @@ class PoolStore:
         """Reset (0), or restore a count from an export."""
         return await self._put(pool_id, group_id, ["count", str(count)])
 
-    def check_group(self, group: GroupCreate) -> None:
-        """Validate a group as add_groups would, without writing anything."""
-        self._group_fields(group)
+    def check_groups(self, groups: Sequence[GroupCreate]) -> None:
+        """Validate groups as one add_groups would (a URL twice is Conflict), writing nothing."""
+        _check_list_urls([(g.id or "", self._group_fields(g)) for g in groups])
 
     async def set_position(self, pool_id: str, group_id: str, position: int) -> GroupPublic:
         return await self._put(pool_id, group_id, ["position", str(position)])
