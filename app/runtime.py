@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException
 
 from app.allocator import scripts
 from app.allocator.engine import Allocator
+from app.pool_metrics import PoolMetrics
 from app.settings import Settings
 from app.store.apikeys import ApiKeyStore
 from app.store.fastredis import PipelinedRedis, ScanClient
@@ -37,6 +38,7 @@ class Runtime:
     store: PoolStore
     allocator: Allocator
     apikeys: ApiKeyStore
+    pool_metrics: PoolMetrics
 
     @classmethod
     async def open(cls, settings: Settings, *, startup_timeout: float = 15.0) -> Runtime:
@@ -60,6 +62,7 @@ class Runtime:
                 rate_limit=settings.scan_rate_limit_per_min,
             ),
             apikeys=ApiKeyStore(client),
+            pool_metrics=PoolMetrics(store, settings.metrics_cache_s),
         )
 
     async def close(self) -> None:

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
                           "zh-CN or en")
     stats_retention_days: int = Field(default=35, ge=1, le=3660,
                                       description="hourly and daily statistics are kept this long")
+    metrics_cache_s: float = Field(default=10.0, ge=0, description="the per-pool metrics are "
+                                   "read from Redis at most this often")
     scheduler: bool = Field(default=True, description="run the scheduler and the event "
                             "dispatcher (one process of the deployment does, by a lease)")
     scheduler_interval_s: float = Field(default=60.0, gt=0, description="how often time-based "

@@ -16,7 +16,7 @@ from app.allocator.protocol import lua_constants
 from app.store.schema import lua_prelude
 
 NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put", "pool_delete",
-         "pool_migrate", "tick")
+         "pool_migrate", "tick", "pool_gauges")
 # What a scan records, in the order the recorders run (each a file in recorders/).
 RECORDERS = ("stats", "events")
 

@@ -1,0 +1,50 @@
+-- What the per-pool Prometheus gauges show, read at scrape time (app/pool_metrics.py): the
+-- pool's state, its groups by state, its totals by outcome and its rate; with the open groups
+-- that expire (for the forecast) when there are any. Reads only.
+-- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] the current minute (epoch minutes).
+-- Returns {status, valid_from, valid_until, room, capacity, exhausted, next_expiry, strategy,
+--          {open, full, expired, disabled}, {field, value, ...} totals, allocations in the last
+--          5 minutes, {gid, remaining, expires_at, weight, capacity, position, ...} or {}}.
+local P = ARGV[1]
+local pool = read(KEYS[1], POOL, 'status', 'valid_from', 'valid_until', 'room', 'capacity',
+                  'exhausted', 'next_expiry', 'strategy')
+if not pool.status then return false end
+local now = now_ms()
+local open, full, expired, disabled = 0, 0, 0, 0
+local expiring = {}
+local has_expiring = redis.call('ZCARD', P .. KEY.open_expiring) > 0
+for _, gid in ipairs(redis.call('HVALS', P .. KEY.slots)) do
+  local g = read(group_key(P, gid), GROUP, 'enabled', 'count', 'capacity', 'expires_at',
+                 'weight', 'position')
+  if g.capacity then
+    if g.enabled ~= '1' then
+      disabled = disabled + 1
+    elseif g.expires_at and tonumber(g.expires_at) <= now then
+      expired = expired + 1
+    elseif tonumber(g.count) >= tonumber(g.capacity) then
+      full = full + 1
+    else
+      open = open + 1
+      if has_expiring then
+        local n = #expiring
+        expiring[n + 1] = gid
+        expiring[n + 2] = tonumber(g.capacity) - tonumber(g.count)
+        expiring[n + 3] = g.expires_at or ''
+        expiring[n + 4] = g.weight or '1'
+        expiring[n + 5] = g.capacity
+        expiring[n + 6] = g.position or '0'
+      end
+    end
+  end
+end
+local minute = tonumber(ARGV[2])
+local fields = {}
+for m = minute - 4, minute do fields[#fields + 1] = m end
+local recent = 0
+for _, v in ipairs(redis.call('HMGET', P .. KEY.rate, unpack(fields))) do
+  recent = recent + tonumber(v or 0)
+end
+return {pool.status, pool.valid_from or '', pool.valid_until or '', pool.room or '',
+        pool.capacity or '', pool.exhausted or '', pool.next_expiry or '', pool.strategy or '',
+        {open, full, expired, disabled}, redis.call('HGETALL', P .. KEY.stats), recent,
+        expiring}

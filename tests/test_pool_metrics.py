@@ -1,0 +1,118 @@
+"""Per-pool metrics at /metrics, read from Redis at scrape time: exact values for known pools,
+the same from any worker, and a scrape that survives Redis going away."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.embedded import RedisProcess
+from app.schemas import GroupUpdate, PoolUpdate
+from tests.api_helpers import Api, open_api
+from tests.helpers import expire_groups, open_core, seed, visitor
+
+
+@asynccontextmanager
+async def api_on(redis_url: str) -> AsyncIterator[Api]:
+    """An app whose per-pool metrics are read at every scrape (no cache)."""
+    async for api in open_api(redis_url, metrics_cache_s=0):
+        yield api
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("livecode_pool_"):
+                out[s.name, tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def of(got: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+       **labels: str) -> float:
+    return got[name, tuple(sorted(labels.items()))]
+
+
+async def test_pool_metrics_are_exact(redis_url: str) -> None:
+    async with open_core(redis_url) as core:
+        soon = datetime.now(UTC) + timedelta(hours=2)
+        await seed(core.store, groups=[{"capacity": 2}, {"capacity": 5}, {"capacity": 3},
+                                       {"capacity": 4, "expires_at": soon}])
+        await core.store.update_group("pool-a", "g3", GroupUpdate(enabled=False))
+        await seed(core.store, "pool-b", groups=[{"capacity": 1}])
+        for _ in range(3):  # g1 fills (2), one in g2
+            await core.allocator.scan("pool-a", visitor())
+        await core.allocator.scan("pool-b", visitor())
+        await core.allocator.scan("pool-b", visitor())  # pool-b: a fallback
+        await core.store.update_pool("pool-b", PoolUpdate(status="paused"))
+        await core.allocator.scan("pool-b", visitor())
+        async with api_on(redis_url) as api:
+            r = await api.http.get("/metrics")
+            got = samples(r.text)
+            assert of(got, "livecode_pool_room", pool="pool-a") == 4 + 4  # g2 4 left, g4 4
+            assert of(got, "livecode_pool_capacity", pool="pool-a") == 5 + 4
+            assert [of(got, "livecode_pool_groups", pool="pool-a", state=s)
+                    for s in ("open", "full", "expired", "disabled")] == [2, 1, 0, 1]
+            assert of(got, "livecode_pool_active", pool="pool-a") == 1
+            assert of(got, "livecode_pool_exhausted", pool="pool-a") == 0
+            assert of(got, "livecode_pool_scans_total", pool="pool-a", outcome="new") == 3
+            left = of(got, "livecode_pool_next_expiry_seconds", pool="pool-a")
+            assert 2 * 3600 - 120 < left <= 2 * 3600
+            # 3 allocations in the last 5 minutes: finite, and at least room / that rate
+            assert math.isfinite(of(got, "livecode_pool_exhaustion_seconds", pool="pool-a"))
+            assert of(got, "livecode_pool_active", pool="pool-b") == 0  # paused
+            assert of(got, "livecode_pool_exhausted", pool="pool-b") == 1
+            assert of(got, "livecode_pool_room", pool="pool-b") == 0
+            assert [of(got, "livecode_pool_scans_total", pool="pool-b", outcome=o)
+                    for o in ("new", "fallback", "paused")] == [1, 1, 1]
+            assert of(got, "livecode_pool_next_expiry_seconds", pool="pool-b") == math.inf
+            assert of(got, "livecode_pool_exhaustion_seconds", pool="pool-b") == 0  # no room
+            # an expired code counts as expired, not open, even before anything purges it
+            await expire_groups(core.redis, "pool-a", ["g4"])
+            got = samples((await api.http.get("/metrics")).text)
+            assert [of(got, "livecode_pool_groups", pool="pool-a", state=s)
+                    for s in ("open", "full", "expired", "disabled")] == [1, 1, 1, 1]
+
+
+async def test_a_pool_without_recent_scans_never_runs_out(redis_url: str) -> None:
+    async with open_core(redis_url) as core:
+        await seed(core.store, groups=[{"capacity": 10}])
+        async with api_on(redis_url) as api:
+            got = samples((await api.http.get("/metrics")).text)
+            assert of(got, "livecode_pool_exhaustion_seconds", pool="pool-a") == math.inf
+
+
+async def test_two_workers_report_the_same_pool_metrics(redis_url: str) -> None:
+    async with open_core(redis_url) as core:
+        await seed(core.store)
+        for _ in range(5):
+            await core.allocator.scan("pool-a", visitor())
+        async with api_on(redis_url) as one, \
+                api_on(redis_url) as two:
+            a = samples((await one.http.get("/metrics")).text)
+            b = samples((await two.http.get("/metrics")).text)
+            skip = {"livecode_pool_exhaustion_seconds", "livecode_pool_next_expiry_seconds"}
+            assert {k: v for k, v in a.items() if k[0] not in skip} == {
+                k: v for k, v in b.items() if k[0] not in skip}
+            assert of(a, "livecode_pool_scans_total", pool="pool-a", outcome="new") == 5
+
+
+async def test_a_scrape_with_redis_down_still_has_the_process_metrics(
+    make_redis: Callable[..., RedisProcess],
+) -> None:
+    server = make_redis(appendonly=False)
+    async with open_core(server.url) as core:
+        await seed(core.store)
+    async for api in open_api(server.url, metrics_cache_s=0):
+        assert "livecode_pool_room" in (await api.http.get("/metrics")).text
+        server.pause()
+        try:
+            r = await api.http.get("/metrics")
+        finally:
+            server.resume()
+        assert r.status_code == 200
+        assert "livecode_scans_total" in r.text and "livecode_pool_room" not in r.text
