@@ -117,6 +117,30 @@ def poster_qr(data: str, fmt: str, *, scale: int = 10, border: int = 4, error: s
     return out.getvalue().replace(b"<svg ", f'<svg width="{width}" height="{height}" '.encode(), 1)
 
 
+PRINT_FORMATS = ("pdf", "eps")
+
+
+def poster_print(data: str, fmt: str, cm: float, *, border: int = 4, error: str = "m") -> bytes:
+    """A PDF or EPS poster exactly `cm` wide, quiet zone included (the console's print sizes):
+    the same code as poster_qr's, with a module of any size in points."""
+    if fmt not in PRINT_FORMATS:
+        raise InvalidInput(f"format must be one of {', '.join(PRINT_FORMATS)}",
+                           {"field": "format"})
+    if not 1 <= cm <= 200:
+        raise InvalidInput("the width must be from 1 to 200 cm", {"field": "cm"})
+    qr = _make(data, 1, border, error)
+    modules = qr.symbol_size(scale=1, border=border)[0]
+    colours = {"scale": cm / 2.54 * 72 / modules, "border": border, "dark": "#000",
+               "light": "#fff"}
+    if fmt == "eps":
+        text = io.StringIO()
+        qr.save(text, kind="eps", **colours)
+        return text.getvalue().encode("ascii")
+    out = io.BytesIO()
+    qr.save(out, kind="pdf", **colours)
+    return out.getvalue()
+
+
 def qr_png(data: str, *, scale: int = 10, border: int = 4, error: str = "m") -> bytes:
     return poster_qr(data, "png", scale=scale, border=border, error=error)
 

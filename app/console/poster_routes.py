@@ -1,5 +1,5 @@
-"""The poster: the QR of the pool's public scan URL, one per channel, as PNG or SVG at print
-sizes. A format is one entry of FORMATS."""
+"""The poster: the QR of the pool's public scan URL, one per channel, as PNG, SVG, PDF or EPS at
+print sizes. A format is one entry of FORMATS."""
 
 from __future__ import annotations
 
@@ -58,9 +58,18 @@ def _svg(data: str, cm: int | None) -> bytes:
         f' width="{cm}cm" height="{cm}cm"'.encode()), svg, count=1, flags=re.S)
 
 
+def _vector(fmt: str) -> Callable[[str, int | None], bytes]:
+    """PDF and EPS, exactly `cm` wide (the preview size: 5 cm)."""
+    def draw(data: str, cm: int | None) -> bytes:
+        return qr.poster_print(data, fmt, cm or SIZES_CM[0], border=BORDER, error=ERROR)
+    return draw
+
+
 FORMATS: dict[str, PosterFormat] = {
     "png": PosterFormat("image/png", _png),
     "svg": PosterFormat("image/svg+xml", _svg),
+    "pdf": PosterFormat(qr.POSTER_FORMATS["pdf"], _vector("pdf")),
+    "eps": PosterFormat(qr.POSTER_FORMATS["eps"], _vector("eps")),
 }
 
 
