@@ -411,7 +411,7 @@ def test_a_read_key_sees_no_change_controls_and_cannot_change(
     assert page.locator("a[href$='/delete'], a[href$='/reset']").count() == 0
     shoot(page, "pool-readonly-en")
     page.goto(server + "/console/pools/read-only/edit")
-    assert page.locator("form.pool-form fieldset[disabled]").count() == 4
+    assert page.locator("form.pool-form fieldset[disabled]").count() == 5
     assert page.locator("form.pool-form button[type=submit]").count() == 0
 
     # a forged change with this session and its own valid CSRF token: refused, nothing changes

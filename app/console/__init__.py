@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from app.console import auth_routes, group_routes, keys_routes, pool_routes, poster_routes
+from app.console import (
+    auth_routes,
+    event_routes,
+    group_routes,
+    keys_routes,
+    pool_routes,
+    poster_routes,
+    stats_routes,
+)
 
 STATIC = Path(str(files("app.console") / "static"))
 
@@ -37,5 +45,6 @@ class _StaticAssets:
 
 def mount(api: FastAPI) -> None:
     api.mount("/console/static", _StaticAssets(), name="console-static")
-    for module in (auth_routes, pool_routes, group_routes, poster_routes, keys_routes):
+    for module in (auth_routes, pool_routes, group_routes, poster_routes, stats_routes,
+                   event_routes, keys_routes):
         api.include_router(module.router)

@@ -12,10 +12,12 @@ from pydantic import ValidationError
 from app import qr
 from app.console.render import zone
 from app.errors import LivecodeError
-from app.schemas import GroupCreate, PoolCreate, PoolPublic, PoolUpdate
+from app.schemas import Alerts, GroupCreate, PoolCreate, PoolPublic, PoolUpdate
 from app.store.schema import DEFAULT_STICKY_TTL_S
 
 FALLBACK_KINDS = ("none", "link", "message")
+OTHER_ZONE = "other"
+ALERT_FIELDS = ("low_minutes", "low_percent", "low_every_minutes", "expiring_hours")
 
 
 @dataclass
@@ -41,14 +43,37 @@ def parse_local_time(value: str, tz: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=zone(tz))
 
 
+def chosen_zone(form: Mapping[str, Any]) -> str:
+    """The timezone select, or the typed name when it says "other"."""
+    picked = _text(form, "timezone")
+    return _text(form, "timezone_other") if picked == OTHER_ZONE else picked
+
+
 def pool_values(form: Mapping[str, Any], tz: str | None) -> tuple[dict[str, Any], FormErrors]:
-    """The pool fields of the create and edit forms, as the API's JSON would give them."""
+    """The pool fields of the create and edit forms, as the API's JSON would give them. The
+    schedule is read in `tz`: the zone the form showed it in (a new pool's: the one chosen)."""
     errors = FormErrors()
     values: dict[str, Any] = {
         "name": _text(form, "name"),
         "strategy": _text(form, "strategy") or "fill",
         "mode": _text(form, "mode") or "redirect",
     }
+    zone_name = chosen_zone(form)
+    if zone_name:
+        values["timezone"] = zone_name
+    language = _text(form, "language")
+    if language:
+        values["language"] = language
+    alerts: dict[str, str] = {}
+    for name in ALERT_FIELDS:
+        raw = _text(form, name)
+        if not raw:
+            continue
+        if not raw.isdigit():
+            errors.fields[name] = "whole"
+        alerts[name] = raw
+    if alerts:
+        values["alerts"] = alerts
     for name in ("valid_from", "valid_until"):
         try:
             values[name] = parse_local_time(_text(form, name), tz)
@@ -74,14 +99,18 @@ def pool_values(form: Mapping[str, Any], tz: str | None) -> tuple[dict[str, Any]
     return values, errors
 
 
-def form_state(pool: PoolPublic | None) -> dict[str, Any]:
+def form_state(pool: PoolPublic | None, default_tz: str = "UTC",
+               default_language: str = "zh-CN") -> dict[str, Any]:
     """What the pool form shows: the pool's values, or the defaults for a new one."""
     if pool is None:
+        defaults = Alerts()
         return {"id": "", "name": "", "strategy": "fill", "mode": "redirect", "valid_from": "",
                 "valid_until": "", "sticky_hours": DEFAULT_STICKY_TTL_S // 3600,
                 "fallback_kind": "none", "fallback_url": "", "fallback_message": "",
-                "fallback_contact_url": ""}
-    tz = getattr(pool, "timezone", None)
+                "fallback_contact_url": "", "timezone": default_tz,
+                "language": default_language,
+                **{name: getattr(defaults, name) for name in ALERT_FIELDS}}
+    tz = pool.timezone
     fb = pool.fallback
     kind = "link" if fb.url else "message" if (fb.message or fb.contact_url) else "none"
 
@@ -93,20 +122,25 @@ def form_state(pool: PoolPublic | None) -> dict[str, Any]:
             "valid_from": local(pool.valid_from), "valid_until": local(pool.valid_until),
             "sticky_hours": int(hours) if hours == int(hours) else round(hours, 3),
             "fallback_kind": kind, "fallback_url": fb.url or "",
-            "fallback_message": fb.message or "", "fallback_contact_url": fb.contact_url or ""}
+            "fallback_message": fb.message or "", "fallback_contact_url": fb.contact_url or "",
+            "timezone": pool.timezone, "language": pool.language,
+            **{name: getattr(pool.alerts, name) for name in ALERT_FIELDS}}
 
 
 def submitted_state(form: Mapping[str, Any]) -> dict[str, Any]:
     """The form as the user filled it, to show it again with its errors."""
     names = ("id", "name", "strategy", "mode", "valid_from", "valid_until", "sticky_hours",
-             "fallback_kind", "fallback_url", "fallback_message", "fallback_contact_url")
-    return {n: _text(form, n) for n in names}
+             "fallback_kind", "fallback_url", "fallback_message", "fallback_contact_url",
+             "language", *ALERT_FIELDS)
+    return {n: _text(form, n) for n in names} | {"timezone": chosen_zone(form)}
 
 
 # field names of the models -> the form's inputs
 _FIELD_OF = {"sticky_ttl_s": "sticky_hours", "fallback.url": "fallback_url",
              "fallback.message": "fallback_message", "fallback.contact_url": "fallback_contact_url",
-             "url": "url", "capacity": "capacity", "expires_at": "expires_at"}
+             "url": "url", "capacity": "capacity", "expires_at": "expires_at",
+             "timezone": "timezone_other", "language": "language",
+             **{f"alerts.{name}": name for name in ALERT_FIELDS}}
 
 
 def add_validation(errors: FormErrors, exc: ValidationError) -> None:
@@ -114,7 +148,9 @@ def add_validation(errors: FormErrors, exc: ValidationError) -> None:
         loc = ".".join(str(p) for p in e.get("loc", ()))
         name = _FIELD_OF.get(loc, loc)
         kind = e.get("type", "")
-        if kind == "string_pattern_mismatch":
+        if name == "timezone_other":
+            code = "zone"
+        elif kind == "string_pattern_mismatch":
             code = "pattern"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             code = "range"
@@ -206,6 +242,8 @@ def field_message(code: str, _: Callable[[str], str]) -> str:
         "long": _("This is too long."),
         "time": _("Enter a date and time."),
         "number": _("Enter a number."),
+        "whole": _("Enter a whole number."),
+        "zone": _("Enter a timezone name from the list, e.g. Asia/Shanghai."),
         "required": _("This is required."),
         "taken": _("This ID is taken: choose another."),
         "url": _("Enter a full https:// link."),

@@ -1,5 +1,5 @@
 """A pool's groups: add by link or by QR screenshots, capacity, enable/disable, reset, delete,
-and order (drag and drop, or the up/down buttons)."""
+replace a code, and order (drag and drop, or the up/down buttons)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from fastapi import APIRouter, Response
 from starlette.datastructures import UploadFile
 
 from app import decoder, qr
-from app.console.forms import add_store_error, group_values, upload_fields
+from app.console.forms import add_store_error, group_values, parse_local_time, upload_fields
+from app.console.nav import pool_tabs
 from app.console.pool_routes import pool_context
-from app.console.web import BASE, AdminCtx, ConsoleError, ConsoleRoute, redirect
+from app.console.web import BASE, AdminCtx, ConsoleError, ConsoleRoute, Ctx, redirect
 from app.deps import pool_id_or_404
 from app.errors import LivecodeError, NotFound
 from app.schemas import GroupUpdate
@@ -126,6 +127,56 @@ async def disable(ctx: AdminCtx, pool_id: str, group_id: str) -> Response:
     pool_id = pool_id_or_404(pool_id)
     await ctx.rt.store.update_group(pool_id, group_id, GroupUpdate(enabled=False))
     return _back(pool_id, "disabled", group_id)
+
+
+async def _replace_page(ctx: Ctx, pool_id: str, group_id: str, status: int = 200,
+                        error: str = "", url: str = "", expires: str = "") -> Response:
+    pool = await ctx.rt.store.get_pool(pool_id)
+    group = await ctx.rt.store.get_group(pool_id, group_id)
+    return ctx.page("replace.html", status, active="pool", pool=pool, group=group,
+                    tz=pool.timezone, error=error, url=url, expires=expires,
+                    tabs=pool_tabs(pool.id), tab="groups")
+
+
+@router.get("/{group_id}/replace")
+async def replace_form(ctx: AdminCtx, pool_id: str, group_id: str) -> Response:
+    """A group's new code (WeChat group codes expire every 7 days): same id, count and
+    place."""
+    return await _replace_page(ctx, pool_id_or_404(pool_id), group_id)
+
+
+@router.post("/{group_id}/replace")
+async def replace(ctx: AdminCtx, pool_id: str, group_id: str) -> Response:
+    """From a screenshot of the new code (decoded in a child process, as uploads are) or from
+    a pasted link; the service layer renews a WeChat code's expiry."""
+    pool_id = pool_id_or_404(pool_id)
+    pool = await ctx.rt.store.get_pool(pool_id)
+    await ctx.rt.store.get_group(pool_id, group_id)  # 404 before reading an image
+    form = await ctx.request.form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    url = str(form.get("url") or "").strip()
+    expires_raw = str(form.get("expires_at") or "").strip()
+    try:
+        expires = parse_local_time(expires_raw, pool.timezone)
+    except ValueError:
+        return await _replace_page(ctx, pool_id, group_id, 422, ctx._("Enter a date and time."),
+                                   url, expires_raw)
+    try:
+        if isinstance(upload, UploadFile) and upload.filename:
+            url = await decoder.url_from_upload(await upload.read(qr.MAX_UPLOAD_BYTES + 1))
+        elif not url:
+            return await _replace_page(ctx, pool_id, group_id, 422,
+                                       ctx._("Choose a screenshot of the new code, or paste "
+                                             "its invite link."), url, expires_raw)
+        await ctx.rt.store.replace_code(pool_id, group_id, url, expires)
+    except NotFound:
+        raise
+    except LivecodeError as exc:
+        message = (ctx._("No QR code found in the image.") if "no QR code" in exc.message
+                   else exc.message)
+        return await _replace_page(ctx, pool_id, group_id, exc.status, message, url,
+                                   expires_raw)
+    return _back(pool_id, "replaced", group_id)
 
 
 @router.get("/{group_id}/{action}")

@@ -1,5 +1,4 @@
-"""The tabs of a pool's pages. Phase 2 adds its pages (statistics, events, webhooks) as entries
-here; the templates draw whatever this lists."""
+"""The tabs of a pool's pages; the templates draw whatever this lists."""
 
 from __future__ import annotations
 
@@ -20,6 +19,8 @@ class Tab:
 
 _POOL_TABS = (
     ("groups", N_("Groups"), ""),
+    ("stats", N_("Statistics"), "/stats"),
+    ("events", N_("Events"), "/events"),
     ("poster", N_("Poster"), "/poster"),
     ("settings", N_("Settings"), "/edit"),
 )

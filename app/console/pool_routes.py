@@ -4,17 +4,21 @@ pause, resume, delete."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
 from app.console.forms import (
+    OTHER_ZONE,
     FormErrors,
     add_store_error,
     add_validation,
     build_pool_create,
     build_pool_update,
+    chosen_zone,
     form_state,
     pool_values,
     submitted_state,
@@ -22,6 +26,7 @@ from app.console.forms import (
 from app.console.nav import pool_tabs
 from app.console.summary import PoolSummary, group_state, most_urgent_first, summarize
 from app.console.web import BASE, AdminCtx, ConsoleRoute, Ctx, PollCtx, ReadCtx, redirect
+from app.console.zones import all_zones, zone_choices
 from app.deps import pool_id_or_404
 from app.errors import LivecodeError, NotFound
 from app.schemas import PoolPublic
@@ -55,9 +60,10 @@ def _overview_sig(summaries: list[PoolSummary]) -> str:
     return _signature([(s.pool.id, s.pool.name, s.level) for s in summaries])
 
 
-def _pool_sig(pool: PoolPublic) -> str:
-    groups = [(g.id, g.name, g.url, g.enabled, g.capacity, g.position, g.expires_at, g.mode)
-              for g in pool.groups or []]
+def _pool_sig(pool: PoolPublic, states: Mapping[str, str]) -> str:
+    """Also the groups' states: an expiring code's row offers the replacement up front."""
+    groups = [(g.id, g.name, g.url, g.enabled, g.capacity, g.position, g.expires_at, g.mode,
+               states.get(g.id) in ("expiring", "expired")) for g in pool.groups or []]
     return _signature(pool.status, pool.name, pool.mode, groups)
 
 
@@ -79,27 +85,39 @@ async def overview_live(ctx: PollCtx, sig: str = "") -> Response:
 def pool_context(ctx: Ctx, pool: PoolPublic) -> dict[str, Any]:
     summary = summarize(pool, ctx.now)
     groups = pool.groups or []
+    within = timedelta(hours=pool.alerts.expiring_hours)
+    states = {g.id: group_state(g, ctx.now, within) for g in groups}
     return {
         "pool": pool,
         "summary": summary,
-        "states": {g.id: group_state(g, ctx.now) for g in groups},
+        "states": states,
         "next": next((g for g in groups if g.id == pool.next_group), None),
-        "tz": getattr(pool, "timezone", None),
-        "sig": _pool_sig(pool),
+        "tz": pool.timezone,
+        "sig": _pool_sig(pool, states),
         "tabs": pool_tabs(pool.id),
     }
 
 
+def _form_page(ctx: Ctx, pool: PoolPublic | None, values: dict[str, Any], errors: FormErrors,
+               status: int = 200) -> Response:
+    extra: dict[str, Any] = {"active": "pool", "tab": "settings", "tabs": pool_tabs(pool.id)} \
+        if pool else {"active": "new", "tabs": []}
+    return ctx.page("pool_form.html", status, pool=pool, values=values, errors=errors,
+                    strategies=STRATEGIES, zones=zone_choices(ctx.locale),
+                    all_zones=all_zones(), other_zone=OTHER_ZONE, **extra)
+
+
 @router.get("/pools/new")
 async def new_pool(ctx: AdminCtx) -> Response:
-    return ctx.page("pool_form.html", active="new", pool=None, values=form_state(None),
-                    errors=FormErrors(), strategies=STRATEGIES, tabs=[])
+    settings = ctx.rt.settings
+    return _form_page(ctx, None, form_state(None, settings.timezone, settings.language),
+                      FormErrors())
 
 
 @router.post("/pools")
 async def create_pool(ctx: AdminCtx) -> Response:
     form = await ctx.request.form()
-    values, errors = pool_values(form, None)
+    values, errors = pool_values(form, chosen_zone(form) or ctx.rt.settings.timezone)
     pool_id = str(form.get("id") or "").strip().lower()
     if not errors:
         try:
@@ -109,8 +127,7 @@ async def create_pool(ctx: AdminCtx) -> Response:
             add_validation(errors, exc)
         except LivecodeError as exc:
             add_store_error(errors, exc)
-    return ctx.page("pool_form.html", 422, active="new", pool=None, errors=errors,
-                    values=submitted_state(form), strategies=STRATEGIES, tabs=[])
+    return _form_page(ctx, None, submitted_state(form), errors, 422)
 
 
 @router.get("/pools/{pool_id}")
@@ -132,16 +149,14 @@ async def pool_live(ctx: PollCtx, pool_id: str, sig: str = "") -> Response:
 @router.get("/pools/{pool_id}/edit")
 async def edit_pool_form(ctx: ReadCtx, pool_id: str) -> Response:
     pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id))
-    return ctx.page("pool_form.html", active="pool", tab="settings", pool=pool,
-                    values=form_state(pool), errors=FormErrors(), strategies=STRATEGIES,
-                    tabs=pool_tabs(pool.id))
+    return _form_page(ctx, pool, form_state(pool), FormErrors())
 
 
 @router.post("/pools/{pool_id}/edit")
 async def edit_pool(ctx: AdminCtx, pool_id: str) -> Response:
     pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id))
     form = await ctx.request.form()
-    values, errors = pool_values(form, getattr(pool, "timezone", None))
+    values, errors = pool_values(form, pool.timezone)
     if not errors:
         try:
             await ctx.rt.store.update_pool(pool.id, build_pool_update(values))
@@ -152,9 +167,7 @@ async def edit_pool(ctx: AdminCtx, pool_id: str) -> Response:
             if isinstance(exc, NotFound):
                 raise
             add_store_error(errors, exc)
-    state = submitted_state(form) | {"id": pool.id}
-    return ctx.page("pool_form.html", 422, active="pool", tab="settings", pool=pool,
-                    values=state, errors=errors, strategies=STRATEGIES, tabs=pool_tabs(pool.id))
+    return _form_page(ctx, pool, submitted_state(form) | {"id": pool.id}, errors, 422)
 
 
 @router.post("/pools/{pool_id}/pause")

@@ -3,13 +3,14 @@ with Babel filters for numbers, percentages, dates and countdowns in the reader'
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import dates, numbers
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from app import __version__
 from app.i18n import LOCALES, babel_locale, translations
@@ -18,7 +19,7 @@ ASSETS = "/console/static"
 
 
 def zone(name: str | None) -> tzinfo:
-    """A pool's timezone (pools get one later), UTC until then."""
+    """A pool's timezone (an IANA name); UTC for none or an unknown one."""
     if not name or name == "UTC":
         return UTC
     try:
@@ -54,6 +55,33 @@ def environment(locale: str) -> Environment:
         shown = dates.format_datetime(value, "medium", tzinfo=zone(tz), locale=loc)
         return f"{shown} {tz or 'UTC'}"
 
+    def when_short(value: datetime | None, tz: str | None = None) -> str:
+        """Month, day and time in the pool's zone, without the year or the zone's name."""
+        if value is None:
+            return "–"
+        z = zone(tz)
+        day = dates.format_skeleton("MMMd", value, tzinfo=z, locale=loc)
+        return f"{day} {dates.format_time(value, 'short', tzinfo=z, locale=loc)}"
+
+    def day(value: datetime | None, tz: str | None = None) -> str:
+        """Weekday, month and day in the pool's zone."""
+        return "–" if value is None else dates.format_skeleton("MMMEd", value, tzinfo=zone(tz),
+                                                               locale=loc)
+
+    def clock(value: datetime | None, tz: str | None = None) -> str:
+        return "–" if value is None else dates.format_time(value, "short", tzinfo=zone(tz),
+                                                           locale=loc)
+
+    def duration(minutes: float | None, form: str = "short") -> str:
+        """A span of minutes in words: "47 min", "3 hr", "2 days" (the largest unit)."""
+        if minutes is None:
+            return "–"
+        return dates.format_timedelta(timedelta(minutes=max(minutes, 1.0)), threshold=1.5,
+                                      format=form, locale=loc)  # type: ignore[arg-type]
+
+    def rate(value: float | None) -> str:
+        return "–" if value is None else numbers.format_decimal(value, "#,##0.#", locale=loc)
+
     def countdown(value: datetime | None, now: datetime) -> str:
         if value is None:
             return "–"
@@ -65,10 +93,11 @@ def environment(locale: str) -> Environment:
         """The value of a datetime-local input, in the pool's timezone."""
         return value.astimezone(zone(tz)).strftime("%Y-%m-%dT%H:%M") if value else ""
 
-    env.filters.update(num=num, pct=pct, when=when, countdown=countdown, local_input=local_input)
+    env.filters.update(num=num, pct=pct, when=when, countdown=countdown, local_input=local_input,
+                       when_short=when_short, clock=clock, day=day, duration=duration, rate=rate)
     env.globals.update(
         assets=ASSETS, locale=locale, locales=LOCALES, html_lang=locale,
-        version=__version__,
+        version=__version__, Markup=Markup,
         field_message=lambda code: field_message(code, catalog.gettext),
     )
     return env

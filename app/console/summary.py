@@ -1,8 +1,9 @@
 """What is urgent about a pool: one place that turns a pool with its groups into the figures and
 warnings the console shows, most urgent first.
 
-A forecast (scans per minute, time to exhaustion) can be passed in once the backend computes
-one; the rules here then also warn on time left, not only on room left.
+The thresholds are the pool's own alert settings (`PoolPublic.alerts`, the ones its chat alerts
+use): running low by time (the forecast's minutes to exhaustion), by room (percent left), and
+codes expiring within so many hours.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from typing import Literal
 
 from app.schemas import GroupPublic, PoolPublic
 
-LOW_ROOM_SHARE = 0.10  # room below 10 % of capacity: running low
-EXPIRY_WARNING = timedelta(hours=24)  # a group code expiring within this: warn
-LOW_TIME_LEFT = timedelta(hours=2)  # with a forecast: exhausted within this is running low
+EXPIRY_WARNING = timedelta(hours=24)  # a group code expiring within this: warn (the default)
 
 WarningKind = Literal[
     "exhausted", "no_groups", "low", "low_time", "expired", "expiring",
@@ -37,7 +36,8 @@ _LEVEL: dict[WarningKind, Level] = {
 
 @dataclass(frozen=True)
 class Forecast:
-    """The backend's estimate for a pool (phase 2): None fields mean 'no recent scans'."""
+    """The backend's estimate for a pool (`PoolPublic.forecast`): None fields mean 'no recent
+    scans'."""
 
     rate_per_min: float | None = None
     minutes_left: float | None = None
@@ -47,7 +47,8 @@ class Forecast:
 class Alert:
     kind: WarningKind
     group: GroupPublic | None = None  # for expired / expiring
-    at: datetime | None = None  # when it expires / expired
+    at: datetime | None = None  # when it expires / expired / runs out
+    percent: int | None = None  # low: the threshold it fell under
 
     @property
     def level(self) -> Level:
@@ -68,6 +69,7 @@ class PoolSummary:
     scans: int  # new allocations so far
     fallbacks: int
     next_expiry: datetime | None  # the soonest expiry of a group still taking scans
+    next_expiry_group: GroupPublic | None
     forecast: Forecast | None
     warnings: list[Alert] = field(default_factory=list)
 
@@ -102,26 +104,28 @@ def summarize(pool: PoolPublic, now: datetime, forecast: Forecast | None = None)
     totals = pool.totals
     if forecast is None and pool.forecast is not None:
         forecast = Forecast(pool.forecast.rate_per_min_5m, pool.forecast.minutes_to_exhaustion)
+    limits = pool.alerts
     warnings: list[Alert] = []
 
     if not usable:
         warnings.append(Alert("no_groups" if not groups else "exhausted"))
     elif remaining == 0:
         warnings.append(Alert("exhausted"))
-    elif remaining < capacity * LOW_ROOM_SHARE:
-        warnings.append(Alert("low"))
+    elif remaining * 100 < capacity * limits.low_percent:
+        warnings.append(Alert("low", percent=limits.low_percent))
     if (
         remaining and forecast and forecast.minutes_left is not None
-        and forecast.minutes_left * 60 < LOW_TIME_LEFT.total_seconds()
+        and forecast.minutes_left < limits.low_minutes
     ):
         warnings.append(Alert("low_time", at=now + timedelta(minutes=forecast.minutes_left)))
 
+    expiring_within = timedelta(hours=limits.expiring_hours)
     for g in groups:
         if not g.enabled or g.expires_at is None:
             continue
         if g.expired:
             warnings.append(Alert("expired", group=g, at=g.expires_at))
-        elif g.expires_at - now <= EXPIRY_WARNING:
+        elif g.expires_at - now <= expiring_within:
             warnings.append(Alert("expiring", group=g, at=g.expires_at))
 
     if pool.status == "paused":
@@ -132,7 +136,8 @@ def summarize(pool: PoolPublic, now: datetime, forecast: Forecast | None = None)
         warnings.append(Alert("ended", at=pool.valid_until))
 
     warnings.sort(key=lambda w: (w.rank, w.at.timestamp() if w.at else 0.0))
-    expiries = [g.expires_at for g in usable if g.expires_at is not None and g.remaining]
+    soonest = min((g for g in usable if g.expires_at is not None and g.remaining),
+                  key=lambda g: g.expires_at or now, default=None)
     return PoolSummary(
         pool=pool,
         groups_open=sum(1 for g in usable if g.remaining > 0),
@@ -141,7 +146,8 @@ def summarize(pool: PoolPublic, now: datetime, forecast: Forecast | None = None)
         remaining=remaining,
         scans=totals.new if totals else 0,
         fallbacks=totals.fallback if totals else 0,
-        next_expiry=min(expiries) if expiries else None,
+        next_expiry=soonest.expires_at if soonest else None,
+        next_expiry_group=soonest,
         forecast=forecast,
         warnings=warnings,
     )
@@ -151,16 +157,16 @@ def most_urgent_first(summaries: list[PoolSummary]) -> list[PoolSummary]:
     return sorted(summaries, key=lambda s: (s.urgency, s.pool.id))
 
 
-def group_state(g: GroupPublic, now: datetime) -> Literal[
+def group_state(g: GroupPublic, now: datetime, within: timedelta = EXPIRY_WARNING) -> Literal[
     "disabled", "expired", "full", "expiring", "open"
 ]:
-    """One word for a group's row."""
+    """One word for a group's row; `within`: the pool's warning time before a code expires."""
     if not g.enabled:
         return "disabled"
     if g.expired:
         return "expired"
     if g.remaining <= 0:
         return "full"
-    if g.expires_at is not None and g.expires_at - now <= EXPIRY_WARNING:
+    if g.expires_at is not None and g.expires_at - now <= within:
         return "expiring"
     return "open"
