@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from app.embedded import RedisProcess, free_port
 from tests.api_helpers import Api, open_api
@@ -20,6 +21,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # "nothing changed" snapshots around a request would see them move the event feed. The
     # tests of the scheduler turn it on (scheduler=True, or LIVECODE_SCHEDULER=true).
     os.environ.setdefault("LIVECODE_SCHEDULER", "false")
+
+
+@pytest.fixture
+def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """The `livecode` commands against the test's Redis, from an empty folder, with the
+    environment of nothing but that (and a public URL for posters)."""
+    for name in list(os.environ):
+        if name.startswith("LIVECODE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LIVECODE_REDIS_URL", redis_url)
+    monkeypatch.setenv("LIVECODE_PUBLIC_URL", "https://lc.example")
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
 
 
 @pytest.fixture(scope="session")

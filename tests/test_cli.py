@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import redis
 import segno
 from click.testing import CliRunner, Result
@@ -18,17 +17,6 @@ from click.testing import CliRunner, Result
 from app.cli import main
 from app.qr import decode_qr_image
 from tests.test_serve import serve
-
-
-@pytest.fixture
-def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("LIVECODE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LIVECODE_REDIS_URL", redis_url)
-    monkeypatch.setenv("LIVECODE_PUBLIC_URL", "https://lc.example")
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def ok(cli: CliRunner, *args: str) -> Result:

@@ -4,7 +4,6 @@ for the API and the CLI; any other suffix is refused before anything is written.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,17 +72,6 @@ def test_other_formats_are_refused(fmt: str) -> None:
 
 
 # --- livecode qr -o ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith("LIVECODE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LIVECODE_REDIS_URL", redis_url)
-    monkeypatch.setenv("LIVECODE_PUBLIC_URL", "https://lc.example")
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 @pytest.mark.parametrize("name", ["poster.png", "poster.svg", "poster.pdf", "poster.eps",

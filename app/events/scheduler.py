@@ -22,7 +22,7 @@ from typing import Any
 
 from app.events.model import EventPublic
 from app.events.store import FEED_MAX, SYSTEM, decode, event_id, pool_stream
-from app.stats.forecast import OpenGroup, simulate
+from app.stats.forecast import open_groups, simulate
 from app.stats.store import zone_offset_s
 from app.store import keys
 from app.store.pools import PoolStore
@@ -177,13 +177,8 @@ class Scheduler:
         rate5, _ = await self.store.statistics.rates(pool_id, int(now.timestamp() * 1000))
         if rate5 <= 0:
             return None, 0.0, 0
-        groups = [g for g in await self.store.list_groups(pool_id)
-                  if g.enabled and not g.expired and g.remaining > 0]
-        result = simulate(strategy, [
-            OpenGroup(g.id, g.remaining,
-                      (g.expires_at - now).total_seconds() / 60 if g.expires_at else None,
-                      weight=g.weight, capacity=g.capacity, position=g.position)
-            for g in groups], rate5)
+        groups = open_groups(await self.store.list_groups(pool_id), now)
+        result = simulate(strategy, groups, rate5)
         return result.minutes_to_exhaustion, rate5, sum(g.remaining for g in groups)
 
 

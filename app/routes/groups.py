@@ -65,24 +65,22 @@ async def reorder_groups(
     return await store.reorder_groups(pool_id_or_404(pool_id), body.group_ids)
 
 
+def _image_form(what: str, fields: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The OpenAPI request body of an upload: a multipart form with the image and `fields`
+    (FastAPI cannot infer it: the route reads the form itself, with a cap)."""
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": f"PNG, JPEG or WebP with {what}, <= 2 MB"},
+                       **fields}}}}}}
+
+
 @router.post(
     "/upload",
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "PNG, JPEG or WebP with the group's QR code, <= 2 MB"},
-                    **{f: {"type": "string"} for f in
-                       ("id", "name", "capacity", "expires_at", "weight", "enabled", "mode")},
-                },
-            }}},
-        }
-    },
+    openapi_extra=_image_form("the group's QR code", {
+        f: {"type": "string"}
+        for f in ("id", "name", "capacity", "expires_at", "weight", "enabled", "mode")}),
 )
 async def upload_group(pool_id: str, request: Request, store: StoreDep, _: AdminKey) -> GroupPublic:
     """A group from the image of its QR code: the code is decoded to the invite URL it holds.
@@ -98,20 +96,8 @@ async def upload_group(pool_id: str, request: Request, store: StoreDep, _: Admin
 
 @router.post(
     "/{group_id}/upload",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "PNG, JPEG or WebP with the new QR code, <= 2 MB"},
-                    "expires_at": {"type": "string", "format": "date-time"},
-                },
-            }}},
-        }
-    },
+    openapi_extra=_image_form("the new QR code", {
+        "expires_at": {"type": "string", "format": "date-time"}}),
 )
 async def replace_code(
     pool_id: str, group_id: str, request: Request, store: StoreDep, _: AdminKey

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.schemas import GroupPublic
 
 HORIZON_MIN = 366 * 24 * 60.0  # a year: beyond it, "never" is the honest answer
 
@@ -32,6 +38,14 @@ class Result:
     minutes_to_exhaustion: float | None
     room_expiring: int
     minutes_to_full: dict[str, float | None] = field(default_factory=dict)
+
+
+def open_groups(groups: Iterable[GroupPublic], now: datetime) -> list[OpenGroup]:
+    """The groups that take scans (enabled, unexpired, with room), as the simulation's."""
+    return [OpenGroup(g.id, g.remaining,
+                      (g.expires_at - now).total_seconds() / 60 if g.expires_at else None,
+                      weight=g.weight, capacity=g.capacity, position=g.position)
+            for g in groups if g.enabled and not g.expired and g.remaining > 0]
 
 
 def simulate(strategy: str, groups: list[OpenGroup], rate_per_min: float) -> Result:

@@ -37,7 +37,8 @@ from app.schemas import (
     to_ms,
 )
 from app.settings import Settings
-from app.stats.forecast import OpenGroup, simulate
+from app.stats.forecast import open_groups as forecast_groups
+from app.stats.forecast import simulate
 from app.stats.models import ForecastPublic, GroupForecast
 from app.stats.store import StatsStore, zone_offset_s
 from app.store import keys
@@ -328,11 +329,8 @@ class PoolStore:
         rate5, rate15 = await self.statistics.rates(pool.id, int(now.timestamp() * 1000))
         usable = [g for g in groups if g.enabled and not g.expired]
         open_groups = [g for g in usable if g.remaining > 0]
-        result = simulate(pool.strategy, [
-            OpenGroup(g.id, g.remaining,
-                      (g.expires_at - now).total_seconds() / 60 if g.expires_at else None,
-                      weight=g.weight, capacity=g.capacity, position=g.position)
-            for g in open_groups], rate5 if pool.status == "active" else 0.0)
+        result = simulate(pool.strategy, forecast_groups(open_groups, now),
+                          rate5 if pool.status == "active" else 0.0)
         for g in groups:
             g.minutes_to_full = _round(result.minutes_to_full.get(g.id))
         expiring = [g for g in open_groups if g.expires_at]
