@@ -16,6 +16,8 @@ import redis.asyncio as aredis
 import zxingcpp
 from PIL import Image
 
+from app.console import charts
+from app.console.event_routes import types_of
 from app.console.poster_routes import FORMATS, parse_channels
 from app.console.sessions import SessionStore
 from app.console.summary import Forecast, group_state, most_urgent_first, summarize
@@ -23,7 +25,7 @@ from app.console.web import CSP, safe_next
 from app.embedded import RedisProcess
 from app.links import unreachable_reason
 from app.schemas import Alerts, Fallback, GroupPublic, PoolPublic
-from app.stats.models import ScanTotals
+from app.stats.models import ForecastPublic, ScanTotals, StatsPoint, StatsPublic, StatsSeries
 from app.store import keys
 from app.store.apikeys import ApiKeyPublic
 from tests.console_server import make_key, running_app
@@ -156,6 +158,34 @@ def test_a_forecast_adds_a_time_warning() -> None:
     assert summarize(pool, NOW, Forecast(rate_per_min=0.1, minutes_left=1000)).warnings == []
 
 
+def test_the_warnings_use_the_pools_own_alert_thresholds() -> None:
+    """The console warns where the pool's chat alerts fire: its low_percent, low_minutes and
+    expiring_hours, not fixed numbers."""
+    groups = [_group("a", 170, 200, expires=NOW + timedelta(hours=30))]
+    calm = summarize(_pool("p", groups), NOW, Forecast(rate_per_min=1.0, minutes_left=90))
+    assert calm.warnings == []  # 15 % left, 90 minutes, 30 hours: under no default threshold
+    strict = _pool("p", groups)
+    strict.alerts = Alerts(low_percent=20, low_minutes=120, expiring_hours=48)
+    s = summarize(strict, NOW, Forecast(rate_per_min=1.0, minutes_left=90))
+    assert [w.kind for w in s.warnings] == ["low_time", "low", "expiring"]
+    assert s.warnings[1].percent == 20
+    assert group_state(groups[0], NOW, timedelta(hours=48)) == "expiring"
+    assert group_state(groups[0], NOW) == "open"
+
+
+def test_the_summary_takes_the_pools_forecast() -> None:
+    pool = _pool("p", [_group("a", 100, 200, expires=NOW + timedelta(hours=3)),
+                       _group("b", 0, 200, expires=NOW + timedelta(hours=2))])
+    pool.forecast = ForecastPublic(
+        rate_per_min_5m=3.0, rate_per_min_15m=2.0, room_left=300, room_expiring=40,
+        minutes_to_exhaustion=30.0, exhausts_at=NOW + timedelta(minutes=30),
+        next_expiry=NOW + timedelta(hours=2), next_expiry_group="b", groups=[])
+    s = summarize(pool, NOW)
+    assert s.forecast == Forecast(rate_per_min=3.0, minutes_left=30.0)
+    assert s.warnings[0].kind == "low_time" and s.warnings[0].at == NOW + timedelta(minutes=30)
+    assert s.next_expiry_group is not None and s.next_expiry_group.id == "b"
+
+
 def test_the_most_urgent_pool_comes_first() -> None:
     calm = summarize(_pool("calm", [_group("a", 1, 200)]), NOW)
     paused = summarize(_pool("paused", [_group("a", 1, 200)], status="paused"), NOW)
@@ -169,6 +199,75 @@ def test_the_most_urgent_pool_comes_first() -> None:
 
 # --- poster --------------------------------------------------------------------------------------
 
+# --- statistics and events ---------------------------------------------------------------------
+
+def _series(kind: str, key: str | None, scans: list[int], new: list[int],
+            visitors: list[int | None] | None = None) -> StatsSeries:
+    starts = [NOW + timedelta(hours=i) for i in range(len(scans))]
+    vis = visitors or [None] * len(scans)
+    points = [StatsPoint(start=t, scans=a, new=b, visitors=v)
+              for t, a, b, v in zip(starts, scans, new, vis, strict=True)]
+    total = StatsPoint(start=NOW, scans=sum(scans), new=sum(new),
+                       visitors=sum(v or 0 for v in vis) if visitors else None)
+    return StatsSeries(kind=kind, key=key, name=None, points=points,  # type: ignore[arg-type]
+                       total=total)
+
+
+def _stats(step: str, by: str | None, series: list[StatsSeries]) -> StatsPublic:
+    return StatsPublic(pool_id="p", timezone="Asia/Shanghai", step=step,  # type: ignore[arg-type]
+                       by=by, start=NOW, end=NOW, series=series)  # type: ignore[arg-type]
+
+
+def test_a_chart_has_the_views_columns() -> None:
+    pool = _series("pool", None, [5, 7], [4, 6], [4, 5])
+    chart = charts.build(_stats("day", None, [pool]), "outcomes", str)
+    assert [c.key for c in chart.columns] == ["scans", "visitors", "new", "sticky", "fallback"]
+    assert chart.columns[1].values == [4, 5] and chart.columns[1].total == 9
+    payload = chart.payload()
+    assert payload["x"] == [int(NOW.timestamp()), int(NOW.timestamp()) + 3600]
+    assert payload["tz"] == "Asia/Shanghai" and len(payload["series"]) == 5
+    # hourly: no visitors (the store counts them per day)
+    hourly = charts.build(_stats("hour", None, [pool]), "outcomes", str)
+    assert "visitors" not in [c.key for c in hourly.columns]
+
+    # channels: each channel's page views, its visitors in the table only, and the scans that
+    # came without a channel
+    a = _series("channel", "poster-a", [3, 1], [3, 1], [3, 1])
+    b = _series("channel", "window", [1, 2], [1, 2], [1, 2])
+    chart = charts.build(_stats("day", "channel", [pool, a, b]), "channels", str)
+    cols = {c.key: c for c in chart.columns}
+    assert cols["c:poster-a"].values == [3, 1] and cols["c:window"].values == [1, 2]
+    assert cols["c:"].values == [1, 4] and cols["c:"].total == 5
+    assert not cols["cv:poster-a"].chart and cols["cv:poster-a"].values == [3, 1]
+    assert [s["key"] for s in chart.payload()["series"]] == ["c:poster-a", "c:window", "c:"]
+
+
+def test_past_ten_groups_the_smallest_are_summed() -> None:
+    pool = _series("pool", None, [66, 0], [66, 0])
+    groups = [_series("group", f"g{i}", [i, 0], [i, 0]) for i in range(1, 12)]
+    chart = charts.build(_stats("hour", "group", [pool, *groups]), "groups", str)
+    keys_ = [c.key for c in chart.columns]
+    assert len(keys_) == charts.MAX_LINES + 1 and keys_[-1] == "g:~others"
+    assert "g:g1" not in keys_ and chart.columns[-1].values == [1, 0]  # g1 was the smallest
+    assert sum(c.total or 0 for c in chart.columns) == 66
+
+
+def test_stat_ranges_and_views() -> None:
+    assert charts.pick("7d", "channels") == ("7d", "channels")
+    assert charts.pick("1y", "<script>") == ("24h", "outcomes")
+    assert charts.window("24h", NOW, 35) == ("hour", NOW - timedelta(hours=24))
+    assert charts.window("30d", NOW, 35) == ("day", NOW - timedelta(days=29))
+    assert charts.window("30d", NOW, 7) == ("day", NOW - timedelta(days=7))  # what is kept
+
+
+def test_the_event_filter() -> None:
+    assert set(types_of("alerts")) == {"group.full", "pool.low", "pool.exhausted",
+                                       "pool.recovered", "group.expiring", "group.expired"}
+    assert "key.created" in types_of("changes") and "group.full" not in types_of("changes")
+    assert types_of("group.full") == ("group.full",)
+    assert types_of("") == () and types_of("nonsense") == ()
+
+
 @pytest.mark.parametrize("cm", [5, 10, 20])
 def test_poster_files_print_at_their_size(cm: int) -> None:
     data = "https://live.example.com/s/spring-camp?ch=lobby"
@@ -179,6 +278,14 @@ def test_poster_files_print_at_their_size(cm: int) -> None:
     assert [c.text for c in zxingcpp.read_barcodes(image)] == [data]
     svg = FORMATS["svg"].draw(data, cm).decode()
     assert f'width="{cm}cm" height="{cm}cm"' in svg and "viewBox" in svg
+    pdf = FORMATS["pdf"].draw(data, cm)
+    box = re.search(rb"MediaBox ?\[0 0 ([\d.]+) ([\d.]+)\]", pdf)
+    assert pdf.startswith(b"%PDF") and box
+    assert abs(float(box.group(1)) / 72 * 2.54 - cm) < 0.01
+    eps = FORMATS["eps"].draw(data, cm).decode()
+    bbox = re.search(r"%%BoundingBox: 0 0 ([\d.]+)", eps)
+    assert eps.startswith("%!PS-Adobe") and bbox
+    assert abs(float(bbox.group(1)) / 72 * 2.54 - cm) < 0.05
 
 
 def test_channels_and_loopback() -> None:
@@ -233,8 +340,14 @@ def test_every_console_answer_has_the_security_headers_and_no_inline_code(
                  "/console/pools/hdr-test/live", "/console/pools/hdr-test/edit",
                  "/console/pools/hdr-test/poster?channels=a", "/console/pools/hdr-test/delete",
                  "/console/pools/hdr-test/groups/g1/reset", "/console/keys",
+                 "/console/pools/hdr-test/stats?range=7d&view=channels",
+                 "/console/pools/hdr-test/stats/panel", "/console/pools/hdr-test/events",
+                 "/console/pools/hdr-test/events/live", "/console/events?type=alerts",
+                 "/console/events/more", "/console/pools/hdr-test/groups/g1/replace",
                  "/console/pools/nope", "/console/pools/hdr-test/poster.png?size=5",
-                 "/console/pools/hdr-test/poster.svg?size=preview"]
+                 "/console/pools/hdr-test/poster.svg?size=preview",
+                 "/console/pools/hdr-test/poster.pdf?size=10",
+                 "/console/pools/hdr-test/stats.csv?range=30d&view=groups"]
         answers = [c.get(p) for p in pages]
         answers.append(c.post("/console/pools/hdr-test/pause", headers={"Origin": app_base}))
         answers.append(httpx.get(app_base + "/console/signin"))
@@ -252,7 +365,8 @@ def test_every_console_answer_has_the_security_headers_and_no_inline_code(
                 assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", html), where
                 assert not re.search(r"\son[a-z]+\s*=", html), where
         statuses = [a.status_code for a in answers]
-        assert statuses[:10] == [200] * 10 and statuses[10] == 404
+        assert statuses[:17] == [200] * 17 and statuses[17] == 404
+        assert statuses[18:22] == [200] * 4
         assert statuses[-3:] == [403, 200, 303]
         for policy in ("default-src 'self'", "frame-ancestors 'none'", "form-action 'self'",
                        "base-uri 'none'"):
@@ -274,3 +388,30 @@ def test_redis_down_is_a_503_page_not_a_500(make_redis: Callable[..., RedisProce
         assert answer.headers["retry-after"] == "2"
         assert answer.headers["content-type"].startswith("text/html")
         assert answer.headers["content-security-policy"] == CSP
+
+
+def test_a_read_key_sees_statistics_and_events_but_cannot_replace_a_code(
+    app_base: str, redis_url: str
+) -> None:
+    _, admin = make_key(redis_url, "admin")
+    _, viewer = make_key(redis_url, "read")
+    api = httpx.Client(base_url=app_base + "/api/v1", timeout=10,
+                       headers={"Authorization": f"Bearer {admin}"})
+    with api:
+        assert api.post("/pools", json={"id": "look-only"}).status_code == 201
+        assert api.post("/pools/look-only/groups", json={
+            "id": "g1", "url": "https://t.me/+look"}).status_code == 201
+        with _signed_in(app_base, viewer) as c:
+            for path in ("/console/pools/look-only/stats", "/console/pools/look-only/stats.csv",
+                         "/console/pools/look-only/events", "/console/events"):
+                assert c.get(path).status_code == 200, path
+            page = c.get("/console/pools/look-only")
+            assert "/groups/g1/replace" not in page.text
+            token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+            assert token
+            assert c.get("/console/pools/look-only/groups/g1/replace").status_code == 403
+            refused = c.post("/console/pools/look-only/groups/g1/replace",
+                             data={"csrf": token.group(1), "url": "https://t.me/+other"},
+                             headers={"Origin": app_base})
+            assert refused.status_code == 403
+        assert api.get("/pools/look-only/groups").json()[0]["url"] == "https://t.me/+look"

@@ -56,6 +56,7 @@ class EventView:
     e: EventPublic
     tz: str
     pool_label: str
+    pool_exists: bool
     group: str
     who: str  # "key", "revoked", "cli" or "service": which words say who did it
     who_name: str
@@ -108,6 +109,7 @@ async def _views(ctx: Ctx, events: list[EventPublic],
             e=e,
             tz=pool.timezone if pool else ctx.rt.settings.timezone,
             pool_label=(pool.name if pool else e.pool_name) or e.pool_id or "",
+            pool_exists=pool is not None,
             group=groups.get(e.pool_id or "", {}).get(e.group_id or "", e.group_id or ""),
             who=who, who_name=name,
             fields=[str(f) for f in raw_fields] if isinstance(raw_fields, list) else [],

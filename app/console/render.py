@@ -77,7 +77,8 @@ def environment(locale: str) -> Environment:
         if minutes is None:
             return "–"
         return dates.format_timedelta(timedelta(minutes=max(minutes, 1.0)), threshold=1.5,
-                                      format=form, locale=loc)  # type: ignore[arg-type]
+                                      granularity="minute", format=form,  # type: ignore[arg-type]
+                                      locale=loc)
 
     def rate(value: float | None) -> str:
         return "–" if value is None else numbers.format_decimal(value, "#,##0.#", locale=loc)

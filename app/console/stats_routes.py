@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from app.console import charts
 from app.console.nav import pool_tabs
-from app.console.web import BASE, ConsoleRoute, Ctx, ReadCtx
+from app.console.web import BASE, ConsoleRoute, Ctx, PollCtx, ReadCtx
 from app.deps import pool_id_or_404
 from app.schemas import PoolPublic
 from app.stats.models import StatsPublic
@@ -49,9 +49,10 @@ async def stats_page(ctx: ReadCtx, pool_id: str, range: str = "24h",
 
 
 @router.get("/stats/panel")
-async def stats_panel(ctx: ReadCtx, pool_id: str, range: str = "24h",
+async def stats_panel(ctx: PollCtx, pool_id: str, range: str = "24h",
                       view: str = "outcomes") -> Response:
-    """The chart and its table again (every REFRESH_S while the page is open)."""
+    """The chart and its table again (every REFRESH_S while the page is open; like the live
+    fragments, this does not keep the session alive)."""
     pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id))
     return ctx.page("_stats_panel.html", **await _panel_context(ctx, pool, range, view))
 

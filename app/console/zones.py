@@ -27,16 +27,15 @@ def _offset(name: str) -> str:
 
 
 @cache
-def _label(name: str, locale: str) -> str:
-    if name == "UTC":
-        return "UTC"
-    place = dates.get_timezone_location(zoneinfo.ZoneInfo(name), locale=babel_locale(locale))
-    return f"{place} · {name}"
+def _place(name: str, locale: str) -> str:
+    return dates.get_timezone_location(zoneinfo.ZoneInfo(name), locale=babel_locale(locale))
 
 
 def zone_choices(locale: str) -> list[tuple[str, str]]:
-    """(IANA name, "China (Shanghai) Time · Asia/Shanghai (UTC+08:00)") of the short list."""
-    return [(name, f"{_label(name, locale)} ({_offset(name)})") for name in COMMON]
+    """(IANA name, "China (Shanghai) Time (UTC+08:00) · Asia/Shanghai") of the short list: what
+    a narrow select shows first is the place and the offset."""
+    return [(name, "UTC" if name == "UTC" else
+             f"{_place(name, locale)} ({_offset(name)}) · {name}") for name in COMMON]
 
 
 @cache
