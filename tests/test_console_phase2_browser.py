@@ -32,6 +32,7 @@ from PIL import Image
 from app.embedded import RedisProcess, free_port
 from app.store import keys
 from tests.console_pages import (
+    SHOTS,
     WAIT_MS,
     Watch,
     browser,
@@ -682,3 +683,46 @@ def test_first_time_operator_in_chinese_on_a_phone(
     expect(page.locator(".pool-card").first.locator(".alert").first).to_have_attribute(
         "data-kind", "exhausted")
     look("overview")
+
+
+# --- the README's pictures ------------------------------------------------------------------------
+
+def test_screenshots_for_the_readme(
+    server: str, api: httpx.Client, admin_key: str, open_page: Callable[..., tuple[Page, Watch]]
+) -> None:
+    """A few campaigns in full swing, in Chinese: build/screenshots/docs-overview-zh.png
+    (desktop) and docs-pool-zh-phone.png are what docs/ shows (copied by hand when they
+    improve)."""
+    wechat = "https://weixin.qq.com/g/"
+    make_pool(api, "spring-camp", [
+        {"name": f"春季训练营 {i}群", "url": f"{wechat}SpringDocs{i:04d}", "capacity": 200,
+         "mode": "page", "expires_at": in_hours(24 * 6)} for i in (1, 2, 3)],
+        name="春季训练营", timezone="Asia/Shanghai")
+    make_pool(api, "live-room", [
+        {"name": "直播福利群", "url": f"{wechat}LiveRoom0001", "capacity": 40, "mode": "page"}],
+        name="直播间福利", timezone="Asia/Shanghai")
+    make_pool(api, "members", [
+        {"name": "会员答疑 1群", "url": f"{wechat}Members0001", "capacity": 100, "mode": "page",
+         "expires_at": in_hours(5)},
+        {"name": "会员答疑 2群", "url": f"{wechat}Members0002", "capacity": 100, "mode": "page",
+         "expires_at": in_hours(24 * 5)}],
+        name="会员答疑", timezone="Asia/Shanghai")
+    for i in range(260):
+        scan(server, "spring-camp", ("poster-a", "poster-b", "")[i % 3])
+    for _ in range(42):
+        scan(server, "live-room", "live")
+    for _ in range(35):
+        scan(server, "members")
+    page, _ = open_page(locale="zh-CN")
+    signin(page, server, admin_key)
+    page.goto(server + "/console")
+    expect(page.locator(".pool-card").first).to_contain_text("直播间福利")
+    page.screenshot(path=str(SHOTS / "docs-overview-zh.png"))
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto(server + "/console/pools/spring-camp")
+    expect(page.locator(".runs-out")).not_to_have_text("–")
+    shoot(page, "docs-pool-zh")
+    page.screenshot(path=str(SHOTS / "docs-pool-zh-phone.png"), full_page=True)
+    page.goto(server + "/console/pools/spring-camp/stats?range=24h&view=channels")
+    expect(page.locator("#chart canvas")).to_have_count(1)
+    page.screenshot(path=str(SHOTS / "docs-stats-zh-phone.png"), full_page=True)
