@@ -396,6 +396,10 @@ def test_the_events_feed_fills_live_in_words(
     zh.goto(server + "/console/events?type=group.full")
     expect(zh.locator("#event-list li.event").first).to_contain_text("群 Full one 已满员：2/2。")
     shoot(zh, "events-zh")
+    zh.goto(server + "/console/pools/feed-pool/events")
+    expect(zh.locator("#event-list li[data-type='group.created'] .ev-text").first).to_have_text(
+        re.compile(r"密钥“ops phone”添加了群 g\d+。"))
+    shoot(zh, "pool-events-zh")
 
 
 # --- replace a code ------------------------------------------------------------------------------
