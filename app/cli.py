@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from app import __version__, cli_admin
+from app import __version__, cli_admin, cli_webhooks
 from app.embedded import redis_for
 from app.errors import Conflict
 from app.runtime import connect
@@ -136,7 +136,7 @@ def demo() -> None:
         asyncio.run(prepare(settings, initial_key=False, demo_base=base))
 
 
-for _command in cli_admin.COMMANDS:
+for _command in cli_admin.COMMANDS + cli_webhooks.COMMANDS:
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

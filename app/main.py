@@ -19,11 +19,12 @@ from app import __version__, metrics
 from app.auth import bearer, require_admin, require_read
 from app.bodylimit import BodyLimit
 from app.errors import LivecodeError, validation_details
-from app.routes import groups, health, pools
+from app.routes import groups, health, pools, webhooks
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
 from app.settings import Settings
+from app.webhooks.service import Webhooks
 
 log = logging.getLogger("livecode")
 
@@ -129,9 +130,11 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         api.state.runtime = runtime
         scan.allocator = runtime.allocator
         flusher = asyncio.create_task(_flush_metrics_every(1.0))
+        api.state.webhooks = Webhooks.start(runtime.redis, settings, shebang=runtime.store.shebang)
         try:
             yield
         finally:
+            await api.state.webhooks.aclose()
             flusher.cancel()
             metrics.scans.flush()
             scan.allocator = None
@@ -146,6 +149,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     install_error_handlers(api)
     api.include_router(pools.router)
     api.include_router(groups.router)
+    api.include_router(webhooks.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     return LivecodeApp(api, scan, settings.api_body_limit_bytes)
