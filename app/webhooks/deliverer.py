@@ -65,6 +65,7 @@ class Deliverer:
         self.poll_s = poll_s
         self.sender = Sender(settings, verify=verify)
         self.rng = random.Random()
+        self.attempts = 0  # attempts this deliverer has made
 
     @classmethod
     async def open(
@@ -94,9 +95,12 @@ class Deliverer:
         pause = self.poll_s
         while True:
             try:
-                if await self.run_once() >= self.concurrency:
+                batch = await self.run_once()
+                _raise_if_cancelled()
+                if batch >= self.concurrency:
                     continue
                 due_in = await self.store.next_due_in()
+                _raise_if_cancelled()
                 pause = self.poll_s
                 await asyncio.sleep(self.poll_s if due_in is None else min(due_in, self.poll_s))
             except asyncio.CancelledError:
@@ -116,6 +120,7 @@ class Deliverer:
             outgoing = render(c.webhook.format, c.webhook.url, c.webhook.secret,
                               event_message(event, c.language), now=time.time())
             outcome = await self.sender.send(outgoing)
+            self.attempts += 1
             await self._record(c, outcome.attempt, outcome=outcome)
         except asyncio.CancelledError:
             raise  # the lease runs out and another deliverer takes it over
@@ -137,6 +142,16 @@ class Deliverer:
         level = logging.INFO if result in ("delivered", "retry") else logging.WARNING
         log.log(level, "webhook %s delivery %s: %s%s", c.claim.webhook_id, c.claim.delivery_id,
                 result, f" ({attempt.error})" if attempt.error else "")
+
+
+def _raise_if_cancelled() -> None:
+    """On Python 3.11, asyncio.wait_for (which redis-py wraps around every command it sends)
+    swallows a cancellation that arrives as the command completes (python/cpython#86296): the
+    task is marked as cancelling but goes on. Seen here in most cancels that land in a Redis
+    call; without this check, cancelling the deliverer would not stop it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _failed(error: str) -> Attempt:

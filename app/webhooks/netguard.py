@@ -27,15 +27,16 @@ class BlockedAddress(httpcore.ConnectError):
 
 
 def blocked_reason(ip: IPAddress) -> str | None:
-    """Why a webhook may not connect to `ip` (None: a public address). IPv6 addresses that embed
-    an IPv4 one (IPv4-mapped, 6to4, NAT64) are judged by that address too."""
+    """Why a webhook may not connect to `ip` (None: a public address). An IPv4-mapped or NAT64
+    (64:ff9b::/96) address reaches the IPv4 address it embeds, and is judged as that; a 6to4
+    address is judged by its IPv4 address too."""
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = [ip.ipv4_mapped, ip.sixtofour]
+        if ip.ipv4_mapped is not None:
+            return blocked_reason(ip.ipv4_mapped)
         if ip in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        for inner in embedded:
-            if inner is not None and (why := blocked_reason(inner)):
-                return why
+            return blocked_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None and (why := blocked_reason(ip.sixtofour)):
+            return why
         if ip.is_site_local:
             return "site-local"
     for why, hit in (

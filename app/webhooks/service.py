@@ -67,9 +67,9 @@ class Webhooks:
 
     async def aclose(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            self.task.cancel()  # in-flight deliveries keep their leases: another process retries
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self.task, 10)
         if self.deliverer is not None:
             await self.deliverer.aclose()
         await self.sender.aclose()
