@@ -26,7 +26,7 @@ BLOCKED = {
     "172.31.255.1": "private", "192.168.0.1": "private", "169.254.169.254": "link-local",
     "fe80::1": "link-local", "fc00::1": "private", "fd12::1": "private",
     "224.0.0.251": "multicast", "ff02::1": "multicast", "0.0.0.0": "unspecified",
-    "::": "unspecified", "240.0.0.1": "private", "100.64.0.1": "not globally routable",
+    "::": "unspecified", "240.0.0.1": "private", "100.64.0.1": "non-global",
     "2002:7f00:1::": "loopback", "2002:a00:1::": "private", "64:ff9b::7f00:1": "loopback",
     "fec0::1": "site-local", "198.18.0.1": "private", "192.0.2.1": "private",
     "2001:db8::1": "private",

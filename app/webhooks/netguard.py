@@ -46,7 +46,7 @@ def blocked_reason(ip: IPAddress) -> str | None:
         ("multicast", ip.is_multicast),
         ("private", ip.is_private),
         ("reserved", ip.is_reserved),
-        ("not globally routable", not ip.is_global),
+        ("non-global", not ip.is_global),
     ):
         if hit:
             return why
