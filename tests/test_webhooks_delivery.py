@@ -407,6 +407,28 @@ async def test_only_the_current_claim_reschedules_a_failure(
     assert done.last_error is None  # the late failure does not overwrite the outcome
 
 
+async def test_chat_robots_get_at_most_their_rate_a_minute(
+    redis_url: str, client: aredis.Redis, store: WebhookStore, rx: Receiver
+) -> None:
+    rx.ok_body = OK_BODIES["wecom"]
+    wecom = await add(store, rx.url("/wecom"), format="wecom")
+    standard = await add(store, rx.url("/std"))
+    assert wecom.rate_per_min == 20 and standard.rate_per_min == 0
+    for _ in range(25):
+        await enqueue(client, event(), "zh-CN")
+    d = Deliverer(store, settings(redis_url), concurrency=64, poll_s=0.05)
+    assert await d.run_once() == 45  # one claim, so one minute: 20 for WeCom, 25 standard
+    await d.aclose()
+    paths = Counter(r.path for r in rx.requests)
+    assert paths == {"/wecom": 20, "/std": 25}
+    waiting = await client.zrange(keys.WEBHOOKS_DUE, 0, -1, withscores=True)
+    assert len(waiting) == 5
+    (minute_end,) = {score for _, score in waiting}
+    assert minute_end % 60_000 == 0
+    assert await client.get(keys.webhook_rate(wecom.id, int(minute_end) // 60_000 - 1)) == b"20"
+    assert all(x.attempts_total == 0 for x in await store.deliveries(wecom.id, status="pending"))
+
+
 async def test_memory_stays_bounded(
     redis_url: str, client: aredis.Redis, rx: Receiver
 ) -> None:

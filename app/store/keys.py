@@ -92,6 +92,11 @@ def webhook_delivered(webhook_id: str) -> str:
     return WEBHOOKS_PREFIX + "ok:" + webhook_id
 
 
+def webhook_rate(webhook_id: str, minute: int) -> str:
+    """counter with a TTL: claims of a rate-limited webhook in one minute (Unix ms // 60000)."""
+    return WEBHOOKS_PREFIX + f"rl:{webhook_id}:{minute}"
+
+
 def delivery(delivery_id: str) -> str:
     """hash: wid, eid, event (JSON), lang, st, created, age0, next, tok, n, last_*, done."""
     return WEBHOOKS_PREFIX + "d:" + delivery_id

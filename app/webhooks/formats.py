@@ -34,6 +34,10 @@ MAX_CHAT_BYTES = 2048
 STANDARD_SECRET_PREFIX = "whsec_"
 STANDARD_SECRET_BYTES = 32  # the spec asks for 24 to 64
 TEST_EVENT_TYPE = "webhook.test"
+# messages a minute each platform takes from one robot (0: no limit kept): WeCom's and
+# DingTalk's documented 20 (DingTalk then blocks the robot for 10 minutes), Feishu's 100,
+# Slack's one a second
+RATE_PER_MIN = {"standard": 0, "wecom": 20, "dingtalk": 20, "feishu": 100, "slack": 60}
 
 
 @dataclass(frozen=True)

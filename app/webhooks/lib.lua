@@ -9,6 +9,7 @@
 --   d:<did>    hash  a delivery: wid eid event lang st created age0 next tok n last_* done
 --   a:<did>    list  its attempts, newest first (trimmed to the newest N)
 --   seen:<did> str   with a TTL: the (webhook, event) pair was enqueued already
+--   rl:<wid>:<minute>  str  claims of a rate-limited webhook in that minute (expires)
 
 local P = ARGV[1]
 

@@ -79,6 +79,8 @@ class WebhookPublic(_Model):
     enabled: bool
     has_secret: bool
     pending: int = Field(description="deliveries waiting to be sent")
+    rate_per_min: int = Field(
+        description="at most this many messages a minute, the platform's limit (0: none)")
     created_at: datetime
     updated_at: datetime
     secret: str | None = Field(

@@ -25,7 +25,7 @@ from app.store import keys
 from app.store.pools import AnyRedis, server_version
 from app.urls import UrlPolicy, check_target_url
 from app.webhooks import netguard, scripts
-from app.webhooks.formats import new_standard_secret, standard_secret_bytes
+from app.webhooks.formats import RATE_PER_MIN, new_standard_secret, standard_secret_bytes
 from app.webhooks.models import (
     Attempt,
     DeliveryPublic,
@@ -70,6 +70,7 @@ class WebhookRecord:
     created_ms: int
     updated_ms: int
     pending: int
+    rate_per_min: int
 
     def matches(self, event: EventPublic) -> bool:
         if not self.enabled:
@@ -84,7 +85,7 @@ class WebhookRecord:
             format=self.format,  # type: ignore[arg-type]
             events=self.events,  # type: ignore[arg-type]
             pools=self.pools, enabled=self.enabled, has_secret=bool(self.secret),
-            pending=max(self.pending, 0),
+            pending=max(self.pending, 0), rate_per_min=self.rate_per_min,
             created_at=from_ms(self.created_ms),  # type: ignore[arg-type]
             updated_at=from_ms(self.updated_ms),  # type: ignore[arg-type]
             secret=secret,
@@ -158,7 +159,7 @@ def _record(webhook_id: str, f: dict[str, str]) -> WebhookRecord | None:
         id=webhook_id, name=f.get("name", ""), url=f["url"], format=f["format"],
         events=events, pools=pools, enabled=f.get("en") == "1", secret=f.get("secret") or None,
         created_ms=_int(f.get("created")), updated_ms=_int(f.get("updated")),
-        pending=_int(f.get("np")),
+        pending=_int(f.get("np")), rate_per_min=_int(f.get("rpm")),
     )
 
 
@@ -260,7 +261,8 @@ class WebhookStore:
         if data.format == "standard" and secret is None:
             secret = generated = new_standard_secret()
         fields = {
-            "url": url, "format": data.format, "name": data.name,
+            "url": url, "format": data.format, "rpm": str(RATE_PER_MIN[data.format]),
+            "name": data.name,
             "en": "1" if data.enabled else "0",
             "events": _ALL if data.events is None else json.dumps(data.events),
             "pools": _ALL if data.pools is None else json.dumps(data.pools),
@@ -323,6 +325,7 @@ class WebhookStore:
             fields["url"] = await self.check_url(data.url)
         fmt = data.format if "format" in given and data.format is not None else current.format
         fields["format"] = fmt
+        fields["rpm"] = str(RATE_PER_MIN[fmt])
         if "secret" in given:
             secret = data.secret
         else:
