@@ -27,6 +27,7 @@ from app.stats.store import zone_offset_s
 from app.store import keys
 from app.store.pools import PoolStore
 from app.store.schema import POOL
+from app.tasks import raise_if_cancelled
 
 log = logging.getLogger("livecode.scheduler")
 AnyRedis = Any
@@ -80,6 +81,7 @@ class Lease:
         while True:
             with contextlib.suppress(Exception):  # Redis down: not the leader meanwhile
                 await self.hold()
+            raise_if_cancelled()
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def release(self) -> None:
@@ -147,6 +149,7 @@ class Scheduler:
         ids = [_s(p) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1)]
         totals = {"pools": 0, "expired": 0, "warned": 0, "low": 0}
         for pool_id in ids:
+            raise_if_cancelled()
             try:
                 expired, warned, low = await self.tick(pool_id)
             except Exception as exc:  # one pool's trouble must not stop the others
@@ -196,10 +199,13 @@ async def run(store: PoolStore, *, interval_s: float, sinks: Sequence[Sink] = ()
             try:
                 if lease.held:
                     await dispatcher.run_once()
+                    raise_if_cancelled()
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + interval_s
                         await scheduler.tick_all()
+                        raise_if_cancelled()
                         await dispatcher.run_once()
+                        raise_if_cancelled()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: try again on the next round
