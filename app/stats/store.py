@@ -143,9 +143,9 @@ class StatsStore:
             return _day_bounds(first, zone)[0], _day_bounds(last, zone)[1]
         off = zone_offset_s(str(zone), start) % 3600
         s = int(start.timestamp())
-        s -= (s - off) % 3600
+        s -= (s + off) % 3600
         e = math.ceil(end.timestamp())
-        e += -(e - off) % 3600
+        e += -(e + off) % 3600
         return datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC)
 
     async def series(self, pool_id: str, tz: str, step: Step, by: By | None,
@@ -283,7 +283,7 @@ def _hour_starts(start: datetime, end: datetime, zone: ZoneInfo) -> list[int]:
     """The hourly buckets' starts in [start, end): whole hours of the zone's offset."""
     off = zone_offset_s(str(zone), start) % 3600
     s = int(start.timestamp())
-    s -= (s - off) % 3600
+    s -= (s + off) % 3600
     return list(range(s, int(end.timestamp()), 3600))
 
 
