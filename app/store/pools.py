@@ -286,8 +286,7 @@ class PoolStore:
         await _shielded(self._purge_pool(pool_id, _s(name) or "", audit.actor.get()))
 
     async def _purge_pool(self, pool_id: str, pool_name: str, actor: str) -> None:
-        cursor = await self.r.hget(keys.EVENTS_CURSORS, pool_id)
-        await self.events.move_to_system(pool_id, pool_name, _s(cursor) if cursor else None)
+        await self.events.move_to_system(pool_id, pool_name)
         await self.events.append_system("pool.deleted", actor=actor, pool_id=pool_id,
                                         pool_name=pool_name)
         marker = keys.deleting(pool_id).encode()
@@ -302,7 +301,9 @@ class PoolStore:
         if batch:
             await self.r.unlink(*batch)
         await self.r.zrem(keys.POOLS_INDEX, pool_id)
-        await self.r.hdel(keys.EVENTS_CURSORS, pool_id)
+        # its dispatcher cursor stays: a dispatcher may still append what it read before
+        # the move, and the cursor is what makes it skip them; it drops the cursors of
+        # pools that are gone itself (Dispatcher.run_once)
         await self.r.delete(keys.deleting(pool_id))
 
     async def next_group(self, pool_id: str) -> str | None:
