@@ -107,7 +107,9 @@ class StatsStore:
             return []
         async with self.r.pipeline(transaction=False) as pipe:
             for ks in keys_:
-                pipe.pfcount(*ks)
+                # not pipe.pfcount: redis-py's cluster pipeline refuses it (a multi-key command
+                # could span slots); these keys share the pool's slot
+                pipe.execute_command("PFCOUNT", *ks)
             return [int(n) for n in await pipe.execute()]
 
     def _uv_key(self, pool_id: str, day: date, channel: str | None = None) -> str:
