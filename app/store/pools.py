@@ -211,7 +211,7 @@ class PoolStore:
         ttl = str(self.settings.stats_retention_days * 86400)
         offset = str(zone_offset_s(tz))
         changed = 0
-        script = self._scripts["pool_migrate"]
+        script = await self.pipelined_script("pool_migrate")
         for start in range(0, len(ids), 500):
             async with self.r.pipeline(transaction=False) as pipe:
                 for pool_id in ids[start : start + 500]:
@@ -220,6 +220,15 @@ class PoolStore:
                                  client=pipe)  # type: ignore[arg-type]
                 changed += sum(1 for n in await pipe.execute() if int(n))
         return changed
+
+    async def pipelined_script(self, name: str) -> AsyncScript:
+        """One of the scripts, for calls in a pipeline. redis-py's cluster pipeline sends
+        EVALSHA without loading the script first (its plain pipeline does), and a primary
+        that never ran it answers NOSCRIPT: on a cluster it is loaded on every primary here."""
+        script = self._scripts[name]
+        if isinstance(self.r, RedisCluster):
+            await self.r.script_load(script.script)
+        return script
 
     async def set_status(self, pool_id: str, status: str) -> PoolPublic:
         return await self.update_pool(pool_id, PoolUpdate.model_validate({"status": status}))
