@@ -10,7 +10,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import redis.asyncio as aredis
 
 from app.embedded import RedisProcess
@@ -23,6 +25,7 @@ from app.store import keys
 from app.store.apikeys import ApiKeyStore
 from app.store.pools import PoolStore
 from tests.api_helpers import Api, open_api
+from tests.test_serve import scan_all, serve
 
 QUIET = {"low_minutes": 1, "low_percent": 0}
 
@@ -241,3 +244,50 @@ async def test_the_tick_follows_daylight_saving_time(redis_url: str) -> None:
     finally:
         await r.aclose()
 
+
+
+@pytest.mark.slow
+async def test_two_served_deployments_of_two_workers_each_deliver_once(
+    redis_url: str, tmp_path: Path,
+) -> None:
+    """Real `livecode serve --workers 2` processes, twice, on one Redis: four schedulers and
+    dispatchers compete for the lease. 2 x 150 scans at once fill three groups and run the
+    pool out; a fourth group's code expires within a day. Every event reaches the feed once."""
+    r = aredis.Redis.from_url(redis_url)
+    try:
+        store = await PoolStore.open(r)
+        soon = datetime.now(UTC) + timedelta(hours=5)
+        await store.create_pool(PoolCreate.model_validate({"id": "served", "alerts": QUIET}))
+        await store.add_groups("served", [
+            GroupCreate(id=f"g{i}", url=f"https://chat.example.com/{i}", capacity=40)
+            for i in range(1, 4)])
+        await store.create_pool(PoolCreate.model_validate({"id": "dated", "alerts": QUIET}))
+        await store.add_groups("dated", [GroupCreate(
+            id="g1", url="https://chat.example.com/d", capacity=5, expires_at=soon)])
+        env = {"LIVECODE_REDIS_URL": redis_url, "LIVECODE_SCHEDULER": "true",
+               "LIVECODE_SCHEDULER_INTERVAL_S": "0.5"}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with serve("--workers", "2", env=env, cwd=tmp_path / "a") as one, \
+                serve("--workers", "2", env=env, cwd=tmp_path / "b") as two:
+            replies = await asyncio.gather(scan_all(one, 150, "/s/served"),
+                                           scan_all(two, 150, "/s/served"))
+            statuses = Counter(s for batch in replies for s, _ in batch)
+            assert statuses == {302: 120, 200: 180}, statuses
+
+            async def caught_up() -> bool:
+                streams = Counter(await every_event_id(r))
+                return (streams == Counter(await feed_ids(r))
+                        and any(i.startswith("dated:") for i in streams)
+                        and sum(1 for _, f in await r.xrange(pool_stream("dated"))
+                                if f[b"type"] == b"group.expiring") == 1)
+
+            await until(caught_up, 20, "the feed to have every event")
+            ids = await feed_ids(r)
+            assert len(ids) == len(set(ids))
+            types = Counter(EventPublic.model_validate_json(f[b"event"]).type
+                            for _, f in await r.xrange(keys.EVENTS_FEED))
+            assert types == {"pool.created": 2, "group.created": 4, "group.full": 3,
+                             "pool.exhausted": 1, "group.expiring": 1}, types
+    finally:
+        await r.aclose()
