@@ -4,6 +4,10 @@ strategy, and the pool view's `forecast` through the API from a known rate histo
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -221,3 +225,25 @@ async def test_a_pool_without_groups_is_exhausted_now(api: Api) -> None:
     await api.make_pool("empty", [])
     fc = (await api.pool("empty"))["forecast"]
     assert fc["room_left"] == 0 and fc["minutes_to_exhaustion"] == 0 and fc["groups"] == []
+
+
+async def test_pools_show_has_the_forecast(api: Api, redis_url: str) -> None:
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    await api.make_pool("shown", [{"capacity": 8}, {"capacity": 4,
+                                                    "expires_at": soon.isoformat()}])
+    env = {**os.environ, "LIVECODE_REDIS_URL": redis_url}
+    out = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "app.cli", "pools", "show", "shown"], capture_output=True,
+        text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    fc = shown["forecast"]
+    # the CLI leaves out what is null (no scans lately: no time to exhaustion); without scans
+    # g2's 4 places expire before they are taken
+    assert (fc["room_left"], fc["room_expiring"]) == (12, 4)
+    assert "minutes_to_exhaustion" not in fc and "exhausts_at" not in fc
+    assert fc["next_expiry_group"] == "g2"
+    assert [g["group_id"] for g in fc["groups"]] == ["g1", "g2"]
+    api_fc = (await api.pool("shown"))["forecast"]
+    assert fc == {k: v for k, v in api_fc.items() if v is not None and k != "groups"} | {
+        "groups": [{k: v for k, v in g.items() if v is not None} for g in api_fc["groups"]]}

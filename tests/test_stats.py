@@ -49,7 +49,7 @@ async def scan(api: Api, pool_id: str, visitor: str | None = None,
     response = await api.transport.handle_async_request(httpx.Request("GET", url,
                                                                       headers=headers))
     await response.aread()
-    assert response.status_code in (200, 302), (response.status_code, response.text)
+    assert response.status_code in (200, 302, 429), (response.status_code, response.text)
     return response
 
 
@@ -456,3 +456,27 @@ async def test_export_and_import_carry_the_buckets(api: Api, redis_url: str,
         ttl = await api2.redis.ttl(p + f"h:{c - 3600}")
         assert abs(ttl - (await api.redis.ttl(p + f"h:{c - 3600}"))) <= 5, ttl
         assert await api2.redis.pfcount(p + f"u:{day}", p + f"u:{day - 1}") == 3
+
+
+async def test_limited_and_outside_the_schedule(redis_url: str) -> None:
+    """A client over the per-client limit counts as 'limited'; a scan before valid_from or
+    after valid_until as 'paused'."""
+    async for api in open_api(redis_url, scan_rate_limit_per_min=2):
+        await api.make_pool("limits", [{"capacity": 50}])
+        for i in range(5):  # one client address (the test transport's): 2 allowed a minute
+            await scan(api, "limits", vid(f"l{i}"), "door")
+        await scan(api, "limits", vid("l0"), "door")  # a returning visitor is not limited
+        later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        await api.make_pool("notyet", [{"capacity": 5}], valid_from=later)
+        await scan(api, "notyet", vid("n"))
+        earlier = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+        await api.make_pool("over", [{"capacity": 5}], valid_from=earlier,
+                            valid_until=(datetime.now(UTC) - timedelta(days=1)).isoformat())
+        await scan(api, "over", vid("o"))
+        view = await api.pool("limits")
+        assert figures(view["today"]) == point(new=2, sticky=1, limited=3)
+        assert view["today"]["visitors"] == 5  # limited visitors came too
+        data = await stats(api, "limits", step="day", by="channel")
+        assert figures(data["series"][1]["total"]) == point(new=2, sticky=1, limited=3)
+        for pool_id in ("notyet", "over"):
+            assert figures((await api.pool(pool_id))["today"]) == point(paused=1)
