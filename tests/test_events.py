@@ -279,16 +279,25 @@ async def test_pool_low_by_rate_at_the_first_allocation_of_a_minute(api: Api) ->
     assert len(await pool_events(api, "rate", type="pool.low")) == 1
 
 
-async def test_pool_low_not_below_the_rate_threshold(api: Api) -> None:
-    """40 allocations in the 4 minutes before: at most (40 + 1) / 4 = 10.25 a minute, 999
-    places last over 97 minutes: no pool.low."""
-    await api.make_pool("slow", [{"capacity": 1000}])
+@pytest.mark.parametrize("low_minutes", [None, 120])
+async def test_pool_low_against_the_pools_rate_threshold(api: Api,
+                                                         low_minutes: int | None) -> None:
+    """40 allocations in the 4 minutes before: (40 + 1) / (4 + f) a minute; f (how far this
+    minute is) is at most 50 / 60 here, so 8.48 to 10.25 a minute, and 999 places last 97.5
+    to 117.8 minutes: over the default 60 (no pool.low), under a pool's own 120."""
+    alerts = {} if low_minutes is None else {"alerts": {"low_minutes": low_minutes}}
+    await api.make_pool("slow", [{"capacity": 1000}], **alerts)
     await away_from_the_minute_end(api)
     minute = await redis_now_ms(api) // 60000
     await api.redis.hset(keys.prefix("slow") + "r",
                          mapping={str(minute - k): 10 for k in range(1, 5)})
     await scans(api, "slow", 5)
-    assert await pool_events(api, "slow", type="pool.low") == []
+    low = await pool_events(api, "slow", type="pool.low")
+    if low_minutes is None:
+        assert low == []
+    else:
+        assert [(e["data"]["reason"], e["data"]["remaining"]) for e in low] == [("rate", 999)]
+        assert 97.5 <= low[0]["data"]["minutes_left"] <= 117.8
 
 
 async def test_pool_low_by_rate_from_this_minutes_allocations(api: Api) -> None:
