@@ -47,7 +47,7 @@ async def test_migrate_fills_in_what_older_pools_lack(redis_url: str) -> None:
     r = aredis.Redis.from_url(redis_url)
     try:
         settings = Settings(timezone="Asia/Shanghai", stats_retention_days=10)
-        store = PoolStore(r, shebang=True, settings=settings)
+        store = await PoolStore.open(r, settings)
         groups_before = {g: await r.hgetall(keys.group("pool-a", g))
                          for g in ("g1", "g2", "g3", "g4", "g5")}
         assert await store.migrate() == 2
@@ -87,7 +87,7 @@ async def test_migrate_keeps_what_a_pool_has(redis_url: str) -> None:
     try:
         await r.hset(keys.pool("pool-a"), mapping={"salt": "ab" * 16, "tz": "Europe/Paris",
                                                    "tzo": "3600", "sttl": "86400"})
-        store = PoolStore(r, shebang=True, settings=Settings(timezone="Asia/Shanghai"))
+        store = await PoolStore.open(r, Settings(timezone="Asia/Shanghai"))
         assert await store.migrate() == 2
         a = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.pool("pool-a"))).items()}
         assert (a["salt"], a["tz"], a["tzo"], a["sttl"]) == ("ab" * 16, "Europe/Paris", "3600",

@@ -63,7 +63,7 @@ async def instance(redis_url: str) -> tuple[Api, AsyncIterator[Api]]:
 async def test_two_instances_deliver_every_event_once(redis_url: str) -> None:
     a, stop_a = await instance(redis_url)
     r = a.redis
-    await until(lambda: r.exists(keys.SCHEDULER_LEADER), 10, "a leader")
+    await until(lambda: r.exists(keys.SCHEDULER_LEADER), 30, "a leader")
     leader = await r.get(keys.SCHEDULER_LEADER)
     b, stop_b = await instance(redis_url)
     try:
@@ -81,12 +81,12 @@ async def test_two_instances_deliver_every_event_once(redis_url: str) -> None:
             return any(f[b"type"] == b"group.expiring"
                        for _, f in await r.xrange(pool_stream("two-c")))
 
-        await until(warned, 10, "a tick")
+        await until(warned, 30, "a tick")
 
         async def all_in_feed() -> bool:
             return Counter(await feed_ids(r)) == Counter(await every_event_id(r))
 
-        await until(all_in_feed, 15, "the feed to catch up")
+        await until(all_in_feed, 30, "the feed to catch up")
         ids = await feed_ids(r)
         assert len(ids) == len(set(ids))
         types = Counter(e["type"] for e in (await a.ok("GET", "/events", params={
@@ -100,9 +100,9 @@ async def test_two_instances_deliver_every_event_once(redis_url: str) -> None:
         assert await r.get(keys.SCHEDULER_LEADER) == leader  # still the first one
         # the leader stops: the other takes over and delivers what comes next
         await stop_a.aclose()
-        await until(lambda: _leader_is_not(r, leader), 10, "a new leader")
+        await until(lambda: _leader_is_not(r, leader), 30, "a new leader")
         await b.ok("PATCH", "/pools/two-b", json={"name": "after"})
-        await until(all_in_feed, 10, "the feed to catch up after the handover")
+        await until(all_in_feed, 30, "the feed to catch up after the handover")
         ids = await feed_ids(r)
         assert len(ids) == len(set(ids)) == sum(types.values()) + 1
     finally:
@@ -282,7 +282,7 @@ async def test_two_served_deployments_of_two_workers_each_deliver_once(
                         and sum(1 for _, f in await r.xrange(pool_stream("dated"))
                                 if f[b"type"] == b"group.expiring") == 1)
 
-            await until(caught_up, 20, "the feed to have every event")
+            await until(caught_up, 40, "the feed to have every event")
             ids = await feed_ids(r)
             assert len(ids) == len(set(ids))
             types = Counter(EventPublic.model_validate_json(f[b"event"]).type
