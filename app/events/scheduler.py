@@ -49,6 +49,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Drop a source's cursor if it is still the one read (a pool made again meanwhile keeps its).
+_FORGET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
@@ -98,6 +104,7 @@ class Dispatcher:
         self.sinks = list(sinks)
         source = (files("app.events") / "feed_append.lua").read_text(encoding="utf-8")
         self._append = self.r.register_script(source)
+        self._forget = self.r.register_script(_FORGET)
 
     async def sources(self) -> list[str]:
         return [SYSTEM, *(_s(p) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1))]
@@ -118,6 +125,13 @@ class Dispatcher:
             for source, entries in zip(chunk, replies, strict=True):
                 if entries:
                     appended += await self._dispatch(source, entries)
+        # The cursors of pools that are gone: their last events came through the system
+        # stream. Dropped here, by the one dispatcher, not by the delete: this pass read no
+        # stream of theirs, so nothing read before can still be appended behind it.
+        listed = set(sources)
+        for source, cursor in cursors.items():
+            if source not in listed:
+                await self._forget(keys=[keys.EVENTS_CURSORS], args=[source, cursor])
         return appended
 
     async def _dispatch(self, source: str, entries: list[Any]) -> int:
