@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from app.allocator import scripts
+from app.allocator.protocol import Call
 from app.embedded import RedisProcess, free_port
 from app.schemas import Strategy
 from app.store import keys
@@ -254,9 +255,10 @@ LUA_VISITOR = "benchvisit__rand_int__"  # 10 characters + 12 random digits: a 22
 
 
 def lua_cost(lab: Lab, cfg: Config) -> Section:
-    """Calls per second of the allocation script (scan.lua, a new visitor each call) against a
-    trivial one-key INCR script, both by EVALSHA from redis-benchmark with 16-deep pipelining
-    (-P 16, 50 connections) on the same Redis (AOF everysec). The INCR script is the ceiling:
+    """Calls per second of the allocation script (scan.lua, a new visitor's single call,
+    `Call.NEW`) against a trivial one-key INCR script, both by EVALSHA from redis-benchmark
+    with 16-deep pipelining (-P 16, 50 connections) on the same Redis (AOF everysec). The INCR
+    script is the ceiling:
     the cost of running any script at all (EVALSHA dispatch, the Lua call, one write, AOF
     propagation), so the ratio is how much of Redis's script throughput the allocation logic
     itself costs. Target >= 0.5."""
@@ -271,7 +273,7 @@ def lua_cost(lab: Lab, cfg: Config) -> Section:
                                   + "return redis.call('INCR', KEYS[1])")
     incr = ["EVALSHA", incr_sha, "1", "bench:incr"]
     scan = ["EVALSHA", scan_sha, "2", keys.pool(BENCH_POOL), keys.sticky(BENCH_POOL, LUA_VISITOR),
-            keys.prefix(BENCH_POOL), LUA_VISITOR, "", "0"]
+            keys.prefix(BENCH_POOL), LUA_VISITOR, "", Call.NEW.value]
     port = int(server.port or 0)
 
     def bench(command: list[str]) -> Measure:
@@ -288,8 +290,10 @@ def lua_cost(lab: Lab, cfg: Config) -> Section:
     section = _throughput(
         "Lua cost: the allocation script vs a trivial script", pairs, labels, targets,
         [shell(redis_benchmark_command(PORT, cfg.lua_calls, c)) for c in (incr, scan)],
-        [f"{allocated:,} of {expected:,} scan calls allocated a group (a repeated random id is "
-         f"a re-scan; anything else would mean the command line is wrong)",
+        [f"{allocated:,} of {expected:,} scan calls allocated a group: each is a new "
+         f"visitor's single call (ARGV[4] `{Call.NEW.value}`, what the service sends for a "
+         "visitor id it just made: no sticky lookup), so fewer would mean the command line is "
+         "wrong",
          "the scan script's source: `app.allocator.scripts.source('scan', shebang=True)`; "
          "the INCR script: `#!lua` + `return redis.call('INCR', KEYS[1])`",
          "p99 here is per pipelined batch of 16, as redis-benchmark reports it"],

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import redis.asyncio as aredis
 
+from app.allocator.protocol import Call
 from app.schemas import GroupCreate, PoolCreate, PoolUpdate, Strategy
 from app.store import keys
+from app.store.apikeys import ApiKeyStore, Scope
 from app.store.pools import PoolStore
 
 T = TypeVar("T")
 BATCH = 1000
+CONCURRENT_CREATES = 100
 STICKY_VISITOR = "benchStickyVisitor0001"  # 22 chars, a valid visitor id
 BENCH_POOL = "bench"
 
@@ -68,6 +72,11 @@ class Seeder:
     def memory_usage(self, key: str) -> int:
         return int(self._run(self.r.memory_usage(key, samples=0)) or 0)
 
+    def create_api_key(self, scope: Scope = "admin", name: str = "bench") -> str:
+        """A new API key, in full (what `livecode keys create` prints)."""
+        _, key = self._run(ApiKeyStore(self.r).create(scope, name))
+        return key
+
     def script_load(self, source: str) -> str:
         return str(self._run(self.r.script_load(source)))
 
@@ -77,29 +86,48 @@ class Seeder:
         """A pool with one group per capacity (g1, g2, ...), each created by one `group_put`
         call, pipelined, with the fields `add_groups` would write. Returns the ids in order."""
         self._run(self.store.create_pool(PoolCreate(id=pool_id, name=pool_id)))
-        items = [(group_id(i), self.store._group_fields(GroupCreate(
-            id=group_id(i), url=group_url(pool_id, i), capacity=cap)))
+        items = self._group_items(pool_id, capacities)
+        self._run(self._group_puts("create", items))
+        return [gid for _, gid, _ in items]
+
+    def create_pools(self, pool_ids: Sequence[str], capacities: Sequence[int], *,
+                     timezone: str | None = None, expires_at: datetime | None = None) -> None:
+        """Many pools with the same groups: each pool made by `PoolStore.create_pool`
+        (CONCURRENT_CREATES at a time), their groups by `group_put` calls pipelined across
+        pools; every group expiring at `expires_at` when it is given."""
+        async def pools() -> None:
+            for start in range(0, len(pool_ids), CONCURRENT_CREATES):
+                await asyncio.gather(*(
+                    self.store.create_pool(PoolCreate(id=p, name=p, timezone=timezone))
+                    for p in pool_ids[start : start + CONCURRENT_CREATES]))
+        self._run(pools())
+        items = [item for p in pool_ids
+                 for item in self._group_items(p, capacities, expires_at=expires_at)]
+        self._run(self._group_puts("create", items))
+
+    def _group_items(self, pool_id: str, capacities: Sequence[int], *,
+                     expires_at: datetime | None = None) -> list[tuple[str, str, list[str]]]:
+        return [(pool_id, group_id(i), self.store._group_fields(GroupCreate(
+            id=group_id(i), url=group_url(pool_id, i), capacity=cap, expires_at=expires_at)))
             for i, cap in enumerate(capacities, start=1)]
-        self._run(self._group_puts(pool_id, "create", items))
-        return [gid for gid, _ in items]
 
     def set_counts(self, pool_id: str, gids: Sequence[str], count: int) -> None:
         """`group_put` in 'update' mode with field `count`: what a reset (0) or an import does, and
         with count == capacity, how a group becomes full."""
-        self._run(self._group_puts(pool_id, "update", [(g, ["count", str(count)]) for g in gids]))
+        self._run(self._group_puts("update", [(pool_id, g, ["count", str(count)]) for g in gids]))
 
-    async def _group_puts(self, pool_id: str, op: str,
-                          items: Sequence[tuple[str, list[str]]]) -> None:
+    async def _group_puts(self, op: str, items: Sequence[tuple[str, str, list[str]]]) -> None:
+        """`group_put` calls, BATCH per round trip: (pool id, group id, fields) each."""
         script = self.store._scripts["group_put"]
-        pool_key, prefix = [keys.pool(pool_id)], keys.prefix(pool_id)
         for start in range(0, len(items), BATCH):
             async with self.r.pipeline(transaction=False) as pipe:
-                for gid, fields in items[start : start + BATCH]:
-                    await script(keys=pool_key, args=[prefix, gid, op, "", *fields], client=pipe)
+                for pool_id, gid, fields in items[start : start + BATCH]:
+                    await script(keys=[keys.pool(pool_id)],
+                                 args=[keys.prefix(pool_id), gid, op, "", *fields], client=pipe)
                 replies = await pipe.execute()
             failed = [r for r in replies if not _ok(r)]
             if failed:
-                raise RuntimeError(f"group_put {op} on {pool_id}: {failed[:3]}")
+                raise RuntimeError(f"group_put {op}: {failed[:3]}")
 
     def set_strategy(self, pool_id: str, strategy: Strategy) -> None:
         self._run(self.store.update_pool(pool_id, PoolUpdate(strategy=strategy)))
@@ -136,16 +164,23 @@ class Seeder:
     # visitors
 
     def scan(self, pool_id: str, visitors: Sequence[str]) -> dict[str, int]:
-        """The scan script called directly, pipelined, once per visitor; outcomes counted."""
+        """New visitors' scans of one pool, one call of the scan script each; outcomes
+        counted."""
+        return self.scans([(pool_id, vid, "", Call.NEW) for vid in visitors])
+
+    def scans(self, calls: Sequence[tuple[str, str, str, Call]]) -> dict[str, int]:
+        """The scan script called directly, pipelined, in order: (pool id, visitor id, channel,
+        call kind) each, as the service sends them (Call.NEW for a visitor id just made,
+        Call.KNOWN for one from a cookie); outcomes counted."""
         async def go() -> dict[str, int]:
             script = self.store._scripts["scan"]
-            prefix = keys.prefix(pool_id)
             outcomes: dict[str, int] = {}
-            for start in range(0, len(visitors), BATCH):
+            for start in range(0, len(calls), BATCH):
                 async with self.r.pipeline(transaction=False) as pipe:
-                    for vid in visitors[start : start + BATCH]:
+                    for pool_id, vid, channel, call in calls[start : start + BATCH]:
                         await script(keys=[keys.pool(pool_id), keys.sticky(pool_id, vid)],
-                                     args=[prefix, vid, "", "0"], client=pipe)
+                                     args=[keys.prefix(pool_id), vid, channel, call.value],
+                                     client=pipe)
                     for reply in await pipe.execute():
                         outcome = reply[0].decode()
                         outcomes[outcome] = outcomes.get(outcome, 0) + 1
