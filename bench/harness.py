@@ -87,6 +87,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def run_seconds(pids: list[int]) -> float:
+    """Time these processes' threads spent on a CPU, from /proc/<pid>/task/*/schedstat
+    (nanoseconds): the same as cpu_seconds, without its 10 ms ticks, for short measurements.
+    Threads that ended are not in it: use it on long-lived processes."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return total / 1e9
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime

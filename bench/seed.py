@@ -33,6 +33,10 @@ def _ok(reply: Any) -> bool:
     return reply == b"ok" or (isinstance(reply, list) and bool(reply) and reply[0] == b"ok")
 
 
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 def group_id(i: int) -> str:
     return f"g{i}"
 
@@ -69,8 +73,66 @@ class Seeder:
     def used_memory(self) -> int:
         return int(self._run(self.r.info("memory"))["used_memory"])
 
+    def data_memory(self) -> int:
+        """used_memory without the clients' buffers (mem_clients_normal), which grow with a
+        pipeline's commands and replies and shrink again later, on Redis's own schedule."""
+        info = self._run(self.r.info("memory"))
+        return int(info["used_memory"]) - int(info["mem_clients_normal"])
+
     def memory_usage(self, key: str) -> int:
         return int(self._run(self.r.memory_usage(key, samples=0)) or 0)
+
+    def config_set(self, name: str, value: str) -> None:
+        self._run(self.r.config_set(name, value))
+
+    def time_s(self) -> int:
+        """The Redis server's clock (TIME), in whole seconds: the scripts' clock."""
+        seconds, _ = self._run(self.r.time())
+        return int(seconds)
+
+    def exists_each(self, names: Sequence[str]) -> list[bool]:
+        return [bool(x) for x in self._each(names, lambda pipe, k: pipe.exists(k))]
+
+    def memory_usage_each(self, names: Sequence[str]) -> list[int]:
+        """MEMORY USAGE of each key, exact (SAMPLES 0)."""
+        return [int(x or 0) for x in self._each(
+            names, lambda pipe, k: pipe.execute_command("MEMORY", "USAGE", k, "SAMPLES", "0"))]
+
+    def delete_each(self, names: Sequence[str]) -> int:
+        """DEL (not UNLINK), so the memory is freed before the reply."""
+        return sum(int(x) for x in self._each(names, lambda pipe, k: pipe.delete(k)))
+
+    def shapes(self, names: Sequence[str]) -> dict[str, str]:
+        """How each key is stored: a hash's fields and encoding, a string's bytes (a
+        HyperLogLog is a string; a dense one is always 12,304 bytes)."""
+        kinds = [_str(x) for x in self._each(names, lambda pipe, k: pipe.type(k))]
+        encodings = [_str(x) for x in self._each(names, lambda pipe, k: pipe.object("encoding", k))]
+        sizes: dict[str, int] = {}
+        for kind, size in (("hash", "hlen"), ("string", "strlen")):
+            chosen = [k for k, t in zip(names, kinds, strict=True) if t == kind]
+            sizes |= dict(zip(chosen, (int(x) for x in self._each(
+                chosen, lambda pipe, k, size=size: getattr(pipe, size)(k))), strict=True))
+        out = {}
+        for name, kind, encoding in zip(names, kinds, encodings, strict=True):
+            if kind == "hash":
+                out[name] = f"hash of {sizes[name]} fields ({encoding})"
+            elif kind == "string":
+                form = "dense" if sizes[name] == 12_304 else "sparse"
+                out[name] = f"HyperLogLog of {sizes[name]:,} B ({form})"
+            else:
+                out[name] = f"{kind} ({encoding})"
+        return out
+
+    def _each(self, names: Sequence[str], add: Any) -> list[Any]:
+        async def go() -> list[Any]:
+            out: list[Any] = []
+            for start in range(0, len(names), BATCH * 10):
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for name in names[start : start + BATCH * 10]:
+                        add(pipe, name)
+                    out += await pipe.execute()
+            return out
+        return self._run(go())
 
     def create_api_key(self, scope: Scope = "admin", name: str = "bench") -> str:
         """A new API key, in full (what `livecode keys create` prints)."""
@@ -100,6 +162,8 @@ class Seeder:
                 await asyncio.gather(*(
                     self.store.create_pool(PoolCreate(id=p, name=p, timezone=timezone))
                     for p in pool_ids[start : start + CONCURRENT_CREATES]))
+            # the connections gathered above: closed, so that their buffers leave used_memory
+            await self.r.connection_pool.disconnect()
         self._run(pools())
         items = [item for p in pool_ids
                  for item in self._group_items(p, capacities, expires_at=expires_at)]
@@ -146,6 +210,12 @@ class Seeder:
     def stats(self, pool_id: str) -> dict[str, int]:
         totals = self._run(self.store.statistics.totals(pool_id))
         return totals.model_dump(exclude={"by_channel"})
+
+    def by_channel(self, pool_id: str) -> tuple[int, dict[str, int]]:
+        """New allocations since the pool was made, and per channel, from one read of the
+        totals: scans still finishing cannot fall between the two."""
+        totals = self._run(self.store.statistics.totals(pool_id))
+        return totals.new, dict(totals.by_channel)
 
     def allocated(self, pool_id: str, gids: Sequence[str]) -> tuple[int, int, int]:
         """(new allocations and fallbacks the stats count, the sum of `gids`' counts), read in
