@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from app import __version__, cli_admin, cli_stats, links
+from app import __version__, cli_admin, cli_stats, cli_webhooks, links
 from app.embedded import redis_for
 from app.errors import Conflict, LivecodeError
 from app.runtime import connect
@@ -158,7 +158,7 @@ def demo() -> None:
         asyncio.run(prepare(settings, initial_key=False, demo=True))
 
 
-for _command in [*cli_admin.COMMANDS, *cli_stats.COMMANDS]:
+for _command in [*cli_admin.COMMANDS, *cli_stats.COMMANDS, *cli_webhooks.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

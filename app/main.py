@@ -19,11 +19,12 @@ from app.console.web import unavailable_page
 from app.deadline import Deadline
 from app.errors import StoreUnavailable
 from app.events import scheduler
-from app.routes import docs, events, groups, health, pools, stats
+from app.routes import docs, events, groups, health, pools, stats, webhooks
 from app.routes import metrics as metrics_route
 from app.routes.scan import PREFIX, Receive, ScanEndpoint, Scope, Send
 from app.runtime import Runtime
 from app.settings import Settings
+from app.webhooks.service import Webhooks
 
 
 class LivecodeApp:
@@ -84,11 +85,15 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
         gc.freeze()
         scan.allocator = runtime.allocator
         flusher = asyncio.create_task(_flush_metrics_every(1.0))
+        api.state.webhooks = webhooks_service = Webhooks.start(
+            runtime.redis, settings, shebang=runtime.store.shebang)
         background = [asyncio.create_task(scheduler.run(
-            runtime.store, interval_s=settings.scheduler_interval_s))] if settings.scheduler else []
+            runtime.store, interval_s=settings.scheduler_interval_s,
+            sinks=[webhooks_service.enqueue_all]))] if settings.scheduler else []
         try:
             yield
         finally:
+            await api.state.webhooks.aclose()
             flusher.cancel()
             for task in background:
                 task.cancel()
@@ -109,6 +114,7 @@ def create_app(settings: Settings | None = None) -> LivecodeApp:
     api.include_router(groups.router)
     api.include_router(stats.router)
     api.include_router(events.router)
+    api.include_router(webhooks.router)
     api.include_router(health.router)
     api.include_router(metrics_route.router)
     console.mount(api)  # the operator console at /console

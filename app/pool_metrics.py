@@ -59,7 +59,7 @@ class PoolMetrics:
 
     async def families(self) -> list[Metric]:
         r = self.store.r
-        script = self.store._scripts["pool_gauges"]
+        script = await self.store.pipelined_script("pool_gauges")
         ids = [_s(p) for p in await r.zrange(keys.POOLS_INDEX, 0, -1)]
         now_ms = int(time.time() * 1000)
         room = GaugeMetricFamily("livecode_pool_room", "Places left in the pool's enabled, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.urls import UrlPolicy
@@ -81,6 +81,28 @@ class Settings(BaseSettings):
     allowed_target_hosts: list[str] = Field(default_factory=list)
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "info"
+
+    # webhooks (app/webhooks): how alerts reach operators' chats and endpoints
+    webhook_deliver: bool = Field(default=True, description="run the deliverer in this process")
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook targets on loopback/private addresses, and http"
+    )
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=120, description="per attempt, total")
+    webhook_retry_base_s: float = Field(default=5.0, gt=0, description="first retry delay")
+    webhook_retry_max_delay_s: float = Field(default=3600.0, gt=0)
+    webhook_max_age_s: float = Field(
+        default=24 * 3600.0, gt=0, description="retry this long, then dead-letter"
+    )
+    webhook_lease_s: float = Field(
+        default=60.0, gt=0, description="a claimed delivery's lease; > webhook_timeout_s"
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_attempt(self) -> Settings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("webhook_lease_s must be longer than webhook_timeout_s")
+        return self
 
     @property
     def deadline_s(self) -> float:

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="CI smoke run: 1 round of 2 s, populations of 10,000 (about a minute)")
+                    help="CI smoke run: 1 round of 2 s, populations of 10,000 (a few minutes)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=64)
@@ -34,18 +34,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="groups of the big pool; groups and visitors of the memory scenario")
     ap.add_argument("--lua-calls", type=int, default=500_000,
                     help="redis-benchmark calls per run")
+    ap.add_argument("--stats-pools", type=int, default=1_000,
+                    help="pools of memory_stats, each with one hour of traffic")
+    ap.add_argument("--scrape-pools", type=int, default=10_000,
+                    help="pools of the biggest /metrics scrape (and a tenth of them)")
+    ap.add_argument("--consoles", type=int, default=20, help="consoles open in `consoles`")
     ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(names)}")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=HERE / "results.json")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.population, args.lua_calls = 1, 2.0, 10_000, 50_000
+        args.stats_pools, args.scrape_pools = 100, 1_000
     chosen = [fn for fn in ALL if not args.only or fn.__name__ in args.only.split(",")]
     unknown = set(filter(None, args.only.split(","))) - set(names)
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     cfg = Config(args.quick, args.rounds, args.duration, args.connections, args.population,
-                 args.lua_calls)
+                 args.lua_calls, args.stats_pools, args.scrape_pools, args.consoles)
     ensure_wrk()
 
     started = time.perf_counter()
@@ -65,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         f"Command: `{command}`: {cfg.rounds} round(s), {cfg.duration:g} s per wrk run, "
         f"{cfg.connections} connections, {cfg.population:,} groups in the big pool and in the "
-        f"memory scenario, {cfg.lua_calls:,} redis-benchmark calls per run. Took {elapsed:.0f} s.",
+        f"memory scenario, {cfg.lua_calls:,} redis-benchmark calls per run, "
+        f"{cfg.stats_pools:,} pools in memory_stats, {cfg.scrape_pools:,} in the biggest scrape, "
+        f"{cfg.consoles} consoles. Took {elapsed:.0f} s.",
         "",
         "Machine and versions: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
@@ -75,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.quick:
         header += ["", "**Quick mode** (`--quick`): 1 round of 2 s and populations of 10,000 "
-                   "instead of 100,000. A smoke run that checks the suite works; its figures are "
-                   "indicative only."]
+                   "instead of 100,000 (100 pools instead of 1,000 in memory_stats, 1,000 "
+                   "instead of 10,000 in scrape). A smoke run that checks the suite works; its "
+                   "figures are indicative only."]
     meta = {"command": command, "args": {k: str(v) for k, v in vars(args).items()},
             "versions": info, "elapsed_s": elapsed}
     report.write(sections, header, meta, args.out, args.json)

@@ -87,6 +87,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def run_seconds(pids: list[int]) -> float:
+    """Time these processes' threads spent on a CPU, from /proc/<pid>/task/*/schedstat
+    (nanoseconds): the same as cpu_seconds, without its 10 ms ticks, for short measurements.
+    Threads that ended are not in it: use it on long-lived processes."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return total / 1e9
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -145,13 +159,14 @@ def parse_wrk(out: str) -> Sample:
 
 
 def wrk_command(url: str, req: Request, duration: float, connections: int,
-                threads: int = 1, script: Path | None = None) -> list[str]:
+                threads: int = 1, script: Path | None = None,
+                script_args: tuple[str, ...] = ()) -> list[str]:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
     for k, v in req.headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    return [*cmd, url]
+    return [*cmd, url, *(["--", *script_args] if script_args else [])]
 
 
 def load_command(url: str, req: Request, duration: float, connections: int,
@@ -167,10 +182,10 @@ def load_command(url: str, req: Request, duration: float, connections: int,
 
 def run_load(url: str, req: Request, duration: float, connections: int,
             threads: int = 1, script: Path | None = None,
-            watch: dict[str, int] | None = None) -> Sample:
+            watch: dict[str, int] | None = None, script_args: tuple[str, ...] = ()) -> Sample:
     """One load run (wrk, or bench/headload.py for HEAD), parsed. `watch` (role -> pid): the
     CPU each of those process trees and the load generator spent per request."""
-    cmd = (wrk_command(url, req, duration, connections, threads, script) if script
+    cmd = (wrk_command(url, req, duration, connections, threads, script, script_args) if script
            else load_command(url, req, duration, connections, threads))
     trees = {role: process_tree(pid) for role, pid in (watch or {}).items()}
     before = {role: cpu_seconds(pids) for role, pids in trees.items()}
@@ -335,14 +350,17 @@ class Lab:
         return self._servers[key]
 
     def livecode(self, redis: RedisProcess, workers: int = 1, *,
-                 wait_replicas: int = 0) -> Server:
+                 wait_replicas: int = 0, settings: dict[str, str] | None = None) -> Server:
         """`livecode serve` on the given Redis (LIVECODE_REDIS_URL), as in production; with
-        wait_replicas, in WAIT mode."""
+        wait_replicas, in WAIT mode; `settings`: more LIVECODE_ variables."""
         port = free_port()
+        extra = dict(sorted((settings or {}).items()))
         env = {**clean_env(), "LIVECODE_REDIS_URL": redis.url, "LIVECODE_LOG_LEVEL": "warning",
-               "LIVECODE_REDIS_WAIT_REPLICAS": str(wait_replicas)}
-        return self._serve(f"livecode-{redis.port}-w{workers}-r{wait_replicas}", "livecode",
-                           livecode_command(port, workers), port, env, "/readyz")
+               "LIVECODE_REDIS_WAIT_REPLICAS": str(wait_replicas), **extra}
+        key = f"livecode-{redis.port}-w{workers}-r{wait_replicas}" + "".join(
+            f"-{k}={v}" for k, v in extra.items())
+        return self._serve(key, "livecode", livecode_command(port, workers), port, env,
+                           "/readyz")
 
     def ceiling(self) -> Server:
         """bench/ceiling.py under the same uvicorn settings as `livecode serve`."""

@@ -84,6 +84,8 @@ def cpu_table(pairs: list[Pair], labels: tuple[str, str], cores: int,
     """Where the machine's time goes: CPU microseconds per request of each process, medians of
     the runs above, and the rates that alone would allow."""
     roles = ["server", "redis", "load generator"]
+    roles += sorted({r for p in pairs for side in ("base", "subject") for r in p.cpu(side)}
+                    - set(roles))  # other processes a scenario watches (consoles, ...)
     columns = ["scenario", "side", *(f"{r} us" for r in roles), "total us",
                f"{cores} cores allow req/s", "a core per worker allows req/s", "measured req/s"]
     rows = []
@@ -98,9 +100,9 @@ def cpu_table(pairs: list[Pair], labels: tuple[str, str], cores: int,
                          f"{total:.1f}", fmt(cores * 1e6 / total),
                          fmt(n * 1e6 / cpu["server"]) if cpu.get("server") else "-", fmt(rate)])
     caption = ("CPU per request (user + system, from /proc and the load generator's rusage, "
-               "medians): the server process(es), Redis and the load generator share the "
-               f"{cores} cores, so the total bounds the rate; a worker can use one core at most, "
-               "so its own share bounds it too.")
+               "medians): the server process(es), Redis, the load generator and any other "
+               f"process of the scenario share the {cores} cores, so the total bounds the "
+               "rate; a worker can use one core at most, so its own share bounds it too.")
     return caption, columns, rows
 
 

@@ -17,6 +17,7 @@ SCENARIOS = [
     "scan_new", "scan_sticky", "bot_preview", "head",
     "pool_size_fill", "pool_size_round_robin", "pool_size_weighted", "pool_size_least_filled",
     "workers", "durability", "lua_cost", "memory_visitor", "memory_group", "startup",
+    "scan_channels", "memory_stats", "scrape", "consoles",
 ]
 
 
@@ -63,12 +64,22 @@ def test_quick_benchmark_runs_and_reports_every_scenario(tmp_path: Path) -> None
     assert table.count("| met |") + table.count("| **missed** |") == sum(
         t["limit"] is not None for t in doc["targets"])
     assert "Where the time goes" in text  # bench/NOTES.md is appended
-    # the CPU each process spent per request, for the scan path and the workers
-    for name in ("scan_new", "workers"):
+    # the CPU each process spent per request, for the scan path, the workers, channels and
+    # consoles (the consoles' own process too)
+    for name in ("scan_new", "workers", "scan_channels", "consoles"):
         cpu = doc["scenarios"][name]["subject_cpu_us"]
         assert {"server", "redis", "load generator"} <= set(cpu) and all(
             v > 0 for v in cpu.values()), (name, cpu)
-    assert text.count("CPU per request (user + system") == 2
+    assert "consoles" in doc["scenarios"]["consoles"]["subject_cpu_us"]
+    assert text.count("CPU per request (user + system") == 4
+    # the consoles really polled, every poll answered with the pool's figures
+    assert doc["scenarios"]["consoles"]["polls"] > 0
+    assert doc["scenarios"]["consoles"]["bad_polls"] == 0
+    # statistics by kind, and a scrape that held every pool
+    assert set(doc["scenarios"]["memory_stats"]["by_kind"]) == {
+        "totals", "hour bucket", "day's visitors", "channels' visitors", "rate",
+        "channel registry"}
+    assert all(p["complete"] == 1 for p in doc["scenarios"]["scrape"]["pools"].values())
 
 
 def test_inprocess_benchmark_runs() -> None:

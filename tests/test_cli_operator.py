@@ -146,6 +146,16 @@ BAD_INPUT: list[tuple[list[str], dict[str, str]]] = [
     (["import", "bad.json"], {}),
     (["import", "bad-export.json"], {}),
     (["import", "dup-export.json", "--replace"], {}),  # refused before spring is deleted
+    (["webhooks", "add", "ftp://example.com/x"], {}),
+    (["webhooks", "add", "https://example.com/x", "--format", "teams"], {}),
+    (["webhooks", "list"], {"LIVECODE_ADMIN_TIMEOUT_MS": "soon"}),
+    (["webhooks", "show", "wh_000000000000"], {}),
+    (["webhooks", "update", "nope", "--name", "x"], {}),
+    (["webhooks", "delete", "nope"], {}),
+    (["webhooks", "test", "nope"], {}),
+    (["webhooks", "deliveries", "nope"], {}),
+    (["webhooks", "redeliver", "nope", "dl_nope"], {}),
+    (["webhooks", "dead-letters", "--limit", "0"], {}),
     (["stats", "nope"], {}),
     (["stats", "spring", "--from", "yesterday"], {}),
     (["stats", "spring", "--from", "2026-01-02T00:00:00Z", "--to", "2026-01-01T00:00:00Z"], {}),
@@ -178,7 +188,7 @@ def test_bad_input_is_one_clean_line_and_exit_1(
 
 def test_the_table_covers_every_command() -> None:
     """Each command of `livecode --help` and its groups has a row above."""
-    covered = {tuple(a[:2]) if a[0] in ("keys", "pools", "groups", "events") else (a[0],)
+    covered = {tuple(a[:2]) if a[0] in ("keys", "pools", "groups", "events", "webhooks") else (a[0],)
                for a, _ in BAD_INPUT}
     commands = set()
     for name, command in main.commands.items():

@@ -184,7 +184,9 @@ def server(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str, int]]:
         return secret
 
     key = asyncio.run(setup())
-    with serve(env={"LIVECODE_REDIS_URL": redis_url}, cwd=tmp_path) as base:
+    # decodes wait for a slot: the admin bound (3 s by default) is not what these tests measure
+    env = {"LIVECODE_REDIS_URL": redis_url, "LIVECODE_ADMIN_TIMEOUT_MS": "60000"}
+    with serve(env=env, cwd=tmp_path) as base:
         yield base, key, _server_pid(tmp_path / "serve.log")
 
 

@@ -3,7 +3,9 @@ the same from any worker, and a scrape that survives Redis going away."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -54,7 +56,8 @@ async def test_pool_metrics_are_exact(redis_url: str) -> None:
             r = await api.http.get("/metrics")
             got = samples(r.text)
             assert of(got, "livecode_pool_room", pool="pool-a") == 4 + 4  # g2 4 left, g4 4
-            assert of(got, "livecode_pool_capacity", pool="pool-a") == 5 + 4
+            # enabled, unexpired: full g1 too, not the disabled g3
+            assert of(got, "livecode_pool_capacity", pool="pool-a") == 2 + 5 + 4
             assert [of(got, "livecode_pool_groups", pool="pool-a", state=s)
                     for s in ("open", "full", "expired", "disabled")] == [2, 1, 0, 1]
             assert of(got, "livecode_pool_active", pool="pool-a") == 1
@@ -116,3 +119,73 @@ async def test_a_scrape_with_redis_down_still_has_the_process_metrics(
             server.resume()
         assert r.status_code == 200
         assert "livecode_scans_total" in r.text and "livecode_pool_room" not in r.text
+
+
+async def test_groups_by_state_after_expiry_and_disable(redis_url: str) -> None:
+    """g1 open (3 of 10), g2 full, g3 disabled, g4 expired (nothing has purged it yet), g5
+    expired and disabled (disabled first), g6 full and expired (expired first). Room: g1's 7
+    only, whether or not a scan or tick has purged g4 yet; capacity: the enabled groups whose
+    code has not expired, full or not (g1 and g2), as the pool view's total_capacity."""
+    async with open_core(redis_url) as core:
+        later = datetime.now(UTC) + timedelta(days=1)
+        await seed(core.store, groups=[
+            {"capacity": 10}, {"capacity": 2}, {"capacity": 4}, {"capacity": 6,
+                                                                 "expires_at": later},
+            {"capacity": 5, "expires_at": later}, {"capacity": 1, "expires_at": later}])
+        await core.store.set_count("pool-a", "g1", 3)
+        await core.store.set_count("pool-a", "g2", 2)
+        await core.store.set_count("pool-a", "g6", 1)
+        await core.store.set_count("pool-a", "g4", 2)
+        await core.store.update_group("pool-a", "g3", GroupUpdate(enabled=False))
+        await core.store.update_group("pool-a", "g5", GroupUpdate(enabled=False))
+        past = await expire_groups(core.redis, "pool-a", ["g4"])
+        await core.redis.hset("lc:{pool-a}:g:g5", "exp", past)
+        await core.redis.hset("lc:{pool-a}:g:g6", "exp", past)
+        async with api_on(redis_url) as api:
+            view = await api.pool("pool-a")
+            assert (view["total_remaining"], view["total_capacity"]) == (7, 12)
+            for when in ("before a purge", "after"):
+                got = samples((await api.http.get("/metrics")).text)
+                assert [of(got, "livecode_pool_groups", pool="pool-a", state=s)
+                        for s in ("open", "full", "expired", "disabled")] == [1, 1, 2, 2], when
+                assert of(got, "livecode_pool_room", pool="pool-a") == 7, when
+                assert of(got, "livecode_pool_capacity", pool="pool-a") == 12, when
+                # no open group's code expires (g4's has)
+                assert of(got, "livecode_pool_next_expiry_seconds",
+                          pool="pool-a") == math.inf, when
+                await core.allocator.scan("pool-a", visitor())  # purges g4, takes one of g1
+                await core.store.set_count("pool-a", "g1", 3)
+
+
+async def test_exhaustion_counts_room_that_expires(redis_url: str) -> None:
+    """40 new allocations in the 4 minutes before this one: 40 / (4 + f) a minute, 8 to 10.
+    g1 (first in order) has 20 places and never expires; g2 has 100 whose code expires in a
+    minute, before g1 is full: all of g2's room is lost. Time to exhaustion: g1's 20 places
+    at the rate, 120 to 150 s, not 120 places' 720 to 900 s."""
+    async with open_core(redis_url) as core:
+        soon = datetime.now(UTC) + timedelta(minutes=1)
+        await seed(core.store, groups=[{"capacity": 20}, {"capacity": 100,
+                                                          "expires_at": soon}])
+        async with api_on(redis_url) as api:
+            for _ in range(100):
+                now = time.time()
+                minute, f0 = int(now // 60), (now % 60) / 60
+                if f0 > 0.9:
+                    await asyncio.sleep((1 - f0) * 60 + 0.05)
+                    continue
+                await core.redis.delete("lc:{pool-a}:r")
+                await core.redis.hset("lc:{pool-a}:r", mapping={
+                    str(minute - k): 10 for k in range(1, 5)})
+                got = samples((await api.http.get("/metrics")).text)
+                after = time.time()
+                if int(after // 60) == minute:
+                    break
+            f1 = (after % 60) / 60
+            seconds = of(got, "livecode_pool_exhaustion_seconds", pool="pool-a")
+            assert 20 / (40 / (4 + f0)) * 60 <= seconds <= 20 / (40 / (4 + f1)) * 60, seconds
+            assert of(got, "livecode_pool_room", pool="pool-a") == 120
+            # paused: nothing is taken, it never runs out
+            await core.store.update_pool("pool-a", PoolUpdate(status="paused"))
+            got = samples((await api.http.get("/metrics")).text)
+            assert of(got, "livecode_pool_exhaustion_seconds", pool="pool-a") == math.inf
+            assert of(got, "livecode_pool_active", pool="pool-a") == 0

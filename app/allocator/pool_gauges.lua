@@ -6,11 +6,15 @@
 --          {open, full, expired, disabled}, {field, value, ...} totals, allocations in the last
 --          5 minutes, {gid, remaining, expires_at, weight, capacity, position, ...} or {}}.
 local P = ARGV[1]
-local pool = read(KEYS[1], POOL, 'status', 'valid_from', 'valid_until', 'room', 'capacity',
-                  'exhausted', 'next_expiry', 'strategy')
+local pool = read(KEYS[1], POOL, 'status', 'valid_from', 'valid_until', 'exhausted',
+                  'strategy')
 if not pool.status then return false end
 local now = now_ms()
 local open, full, expired, disabled = 0, 0, 0, 0
+-- Room, capacity and the next expiry from the groups as they are now: the pool's own `room`
+-- and `next_expiry` still count a code that expired until a scan or the tick takes it out,
+-- and its `capacity` leaves out full groups.
+local room, capacity, next_expiry = 0, 0, nil
 local expiring = {}
 local has_expiring = redis.call('ZCARD', P .. KEY.open_expiring) > 0
 for _, gid in ipairs(redis.call('HVALS', P .. KEY.slots)) do
@@ -23,8 +27,14 @@ for _, gid in ipairs(redis.call('HVALS', P .. KEY.slots)) do
       expired = expired + 1
     elseif tonumber(g.count) >= tonumber(g.capacity) then
       full = full + 1
+      capacity = capacity + tonumber(g.capacity)
     else
       open = open + 1
+      room = room + tonumber(g.capacity) - tonumber(g.count)
+      capacity = capacity + tonumber(g.capacity)
+      if g.expires_at and (not next_expiry or tonumber(g.expires_at) < next_expiry) then
+        next_expiry = tonumber(g.expires_at)
+      end
       if has_expiring then
         local n = #expiring
         expiring[n + 1] = gid
@@ -44,7 +54,8 @@ local recent = 0
 for _, v in ipairs(redis.call('HMGET', P .. KEY.rate, unpack(fields))) do
   recent = recent + tonumber(v or 0)
 end
-return {pool.status, pool.valid_from or '', pool.valid_until or '', pool.room or '',
-        pool.capacity or '', pool.exhausted or '', pool.next_expiry or '', pool.strategy or '',
+return {pool.status, pool.valid_from or '', pool.valid_until or '', room, capacity,
+        pool.exhausted or '', next_expiry and string.format('%d', next_expiry) or '',
+        pool.strategy or '',
         {open, full, expired, disabled}, redis.call('HGETALL', P .. KEY.stats), recent,
         expiring}

@@ -27,6 +27,7 @@ from app.stats.store import zone_offset_s
 from app.store import keys
 from app.store.pools import PoolStore
 from app.store.schema import POOL
+from app.tasks import raise_if_cancelled
 
 log = logging.getLogger("livecode.scheduler")
 AnyRedis = Any
@@ -46,6 +47,12 @@ return 0
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# Drop a source's cursor if it is still the one read (a pool made again meanwhile keeps its).
+_FORGET = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
 """
 
 
@@ -80,6 +87,7 @@ class Lease:
         while True:
             with contextlib.suppress(Exception):  # Redis down: not the leader meanwhile
                 await self.hold()
+            raise_if_cancelled()
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def release(self) -> None:
@@ -96,6 +104,7 @@ class Dispatcher:
         self.sinks = list(sinks)
         source = (files("app.events") / "feed_append.lua").read_text(encoding="utf-8")
         self._append = self.r.register_script(source)
+        self._forget = self.r.register_script(_FORGET)
 
     async def sources(self) -> list[str]:
         return [SYSTEM, *(_s(p) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1))]
@@ -116,6 +125,13 @@ class Dispatcher:
             for source, entries in zip(chunk, replies, strict=True):
                 if entries:
                     appended += await self._dispatch(source, entries)
+        # The cursors of pools that are gone: their last events came through the system
+        # stream. Dropped here, by the one dispatcher, not by the delete: this pass read no
+        # stream of theirs, so nothing read before can still be appended behind it.
+        listed = set(sources)
+        for source, cursor in cursors.items():
+            if source not in listed:
+                await self._forget(keys=[keys.EVENTS_CURSORS], args=[source, cursor])
         return appended
 
     async def _dispatch(self, source: str, entries: list[Any]) -> int:
@@ -147,6 +163,7 @@ class Scheduler:
         ids = [_s(p) for p in await self.r.zrange(keys.POOLS_INDEX, 0, -1)]
         totals = {"pools": 0, "expired": 0, "warned": 0, "low": 0}
         for pool_id in ids:
+            raise_if_cancelled()
             try:
                 expired, warned, low = await self.tick(pool_id)
             except Exception as exc:  # one pool's trouble must not stop the others
@@ -196,10 +213,13 @@ async def run(store: PoolStore, *, interval_s: float, sinks: Sequence[Sink] = ()
             try:
                 if lease.held:
                     await dispatcher.run_once()
+                    raise_if_cancelled()
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + interval_s
                         await scheduler.tick_all()
+                        raise_if_cancelled()
                         await dispatcher.run_once()
+                        raise_if_cancelled()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: try again on the next round

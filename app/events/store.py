@@ -89,9 +89,45 @@ def _make_cursor(stream_id: str) -> str:
     return base64.urlsafe_b64encode(stream_id.encode()).decode().rstrip("=")
 
 
+# Move a pool's events past the dispatcher's cursor to the system stream, and advance the
+# cursor over them. KEYS[1] cursors hash, KEYS[2] system stream. ARGV[1] pool id, ARGV[2] its
+# name, ARGV[3] the stream's length cap, then pairs: stream id, its fields as JSON.
+_MOVE = """
+local cursor = redis.call('HGET', KEYS[1], ARGV[1])
+local function after(a, b)
+  if not b then return true end
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+local last, moved = cursor, 0
+for i = 4, #ARGV, 2 do
+  if after(ARGV[i], last) then
+    local f = cjson.decode(ARGV[i + 1])
+    local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*'}
+    for k, v in pairs(f) do
+      args[#args + 1] = k
+      args[#args + 1] = v
+    end
+    for _, kv in ipairs({{'id', ARGV[1] .. ':' .. ARGV[i]}, {'pool', ARGV[1]},
+                         {'pool_name', ARGV[2]}}) do
+      args[#args + 1] = kv[1]
+      args[#args + 1] = kv[2]
+    end
+    redis.call(unpack(args))
+    last, moved = ARGV[i], moved + 1
+  end
+end
+if last ~= cursor then redis.call('HSET', KEYS[1], ARGV[1], last) end
+return moved
+"""
+
+
 class EventStore:
     def __init__(self, client: AnyRedis) -> None:
         self.r = client
+        self._move = client.register_script(_MOVE)
 
     async def append_system(self, type: str, *, actor: str = "", pool_id: str | None = None,
                             pool_name: str | None = None, data: dict[str, Any] | None = None,
@@ -104,17 +140,22 @@ class EventStore:
                                          maxlen=MAX_EVENTS, approximate=True))
         return event_id(SYSTEM, stream_id)
 
-    async def move_to_system(self, pool_id: str, pool_name: str, after: str | None) -> int:
-        """A pool about to be deleted: its events past `after` (the dispatcher's cursor), to
-        the system stream, so that none is lost to the webhooks and the feed."""
-        start = f"({after}" if after else "-"
+    async def move_to_system(self, pool_id: str, pool_name: str) -> int:
+        """A pool about to be deleted: its events the dispatcher has not taken yet, to the
+        system stream, so that none is lost to the webhooks and the feed. The move and the
+        pool's dispatcher cursor go in one step (both in the {events} slot): a dispatcher that
+        read the same events before and appends them after finds them already taken, and what
+        it took first is not moved."""
+        after = await self.r.hget(keys.EVENTS_CURSORS, pool_id)  # only a shortcut: re-checked
+        start = f"({_s(after)}" if after else "-"
         entries = await self.r.xrange(pool_stream(pool_id), start, "+")
+        if not entries:
+            return 0
+        args: list[str] = [pool_id, pool_name, str(MAX_EVENTS)]
         for stream_id, fields in entries:
             f = {_s(k): _s(v) for k, v in fields.items()}
-            await self.r.xadd(keys.EVENTS_SYSTEM, {
-                **f, "id": event_id(pool_id, _s(stream_id)), "pool": pool_id,
-                "pool_name": pool_name}, maxlen=MAX_EVENTS, approximate=True)
-        return len(entries)
+            args += [_s(stream_id), json.dumps(f)]
+        return int(await self._move(keys=[keys.EVENTS_CURSORS, keys.EVENTS_SYSTEM], args=args))
 
     async def end_cursor(self, pool_id: str | None = None) -> str | None:
         """The cursor after the newest event: following from it shows only what comes next."""

@@ -107,7 +107,9 @@ class StatsStore:
             return []
         async with self.r.pipeline(transaction=False) as pipe:
             for ks in keys_:
-                pipe.pfcount(*ks)
+                # not pipe.pfcount: redis-py's cluster pipeline refuses it (a multi-key command
+                # could span slots); these keys share the pool's slot
+                pipe.execute_command("PFCOUNT", *ks)
             return [int(n) for n in await pipe.execute()]
 
     def _uv_key(self, pool_id: str, day: date, channel: str | None = None) -> str:
@@ -143,9 +145,9 @@ class StatsStore:
             return _day_bounds(first, zone)[0], _day_bounds(last, zone)[1]
         off = zone_offset_s(str(zone), start) % 3600
         s = int(start.timestamp())
-        s -= (s - off) % 3600
+        s -= (s + off) % 3600
         e = math.ceil(end.timestamp())
-        e += -(e - off) % 3600
+        e += -(e + off) % 3600
         return datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC)
 
     async def series(self, pool_id: str, tz: str, step: Step, by: By | None,
@@ -283,7 +285,7 @@ def _hour_starts(start: datetime, end: datetime, zone: ZoneInfo) -> list[int]:
     """The hourly buckets' starts in [start, end): whole hours of the zone's offset."""
     off = zone_offset_s(str(zone), start) % 3600
     s = int(start.timestamp())
-    s -= (s - off) % 3600
+    s -= (s + off) % 3600
     return list(range(s, int(end.timestamp()), 3600))
 
 

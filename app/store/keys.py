@@ -95,3 +95,51 @@ EVENTS_SYSTEM = EVENTS_PREFIX + "sys"  # stream: events of no pool, and deleted 
 EVENTS_FEED = EVENTS_PREFIX + "feed"  # stream: every event once, as dispatched
 EVENTS_CURSORS = EVENTS_PREFIX + "cursors"  # hash: source (pool id or _sys) -> last stream id
 SCHEDULER_LEADER = "lc:{scheduler}:leader"  # string: the instance that runs the scheduler
+
+
+# --- Webhooks ---------------------------------------------------------------------------------
+# Subscriptions, their deliveries and the delivery queue belong to no pool: every key shares the
+# hash tag {webhooks}, so each webhook script touches one cluster slot. The scripts
+# (app/webhooks/*.lua) build the per-webhook and per-delivery names from WEBHOOKS_PREFIX with the
+# same suffixes as below.
+WEBHOOK_ID_RE = re.compile(r"wh_[0-9a-f]{12}")  # use with fullmatch
+DELIVERY_ID_RE = re.compile(r"dl_[0-9a-f]{24}")  # use with fullmatch
+WEBHOOKS_PREFIX = "lc:{webhooks}:"
+WEBHOOKS_INDEX = WEBHOOKS_PREFIX + "ids"  # zset webhook id -> created ms
+WEBHOOKS_DUE = WEBHOOKS_PREFIX + "due"  # zset pending delivery id -> due (or lease end) ms
+WEBHOOKS_DEAD = WEBHOOKS_PREFIX + "dead"  # zset dead-lettered delivery id -> dead ms
+
+
+def webhook(webhook_id: str) -> str:
+    """hash: url, format, events, pools, enabled, name, secret, created, updated, np (pending)."""
+    return WEBHOOKS_PREFIX + "w:" + webhook_id
+
+
+def webhook_history(webhook_id: str) -> str:
+    """zset delivery id -> created ms: every delivery of the webhook that is kept."""
+    return WEBHOOKS_PREFIX + "h:" + webhook_id
+
+
+def webhook_delivered(webhook_id: str) -> str:
+    """zset delivery id -> delivered ms: the delivered ones, trimmed to the newest N."""
+    return WEBHOOKS_PREFIX + "ok:" + webhook_id
+
+
+def webhook_rate(webhook_id: str, minute: int) -> str:
+    """counter with a TTL: claims of a rate-limited webhook in one minute (Unix ms // 60000)."""
+    return WEBHOOKS_PREFIX + f"rl:{webhook_id}:{minute}"
+
+
+def delivery(delivery_id: str) -> str:
+    """hash: wid, eid, event (JSON), lang, st, created, age0, next, tok, n, last_*, done."""
+    return WEBHOOKS_PREFIX + "d:" + delivery_id
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    """list of attempt JSON, newest first, trimmed to the newest N."""
+    return WEBHOOKS_PREFIX + "a:" + delivery_id
+
+
+def delivery_seen(delivery_id: str) -> str:
+    """string with a TTL: the (webhook, event) pair was enqueued (outlives a trimmed delivery)."""
+    return WEBHOOKS_PREFIX + "seen:" + delivery_id

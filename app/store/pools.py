@@ -212,7 +212,7 @@ class PoolStore:
         ttl = str(self.settings.stats_retention_days * 86400)
         offset = str(zone_offset_s(tz))
         changed = 0
-        script = self._scripts["pool_migrate"]
+        script = await self.pipelined_script("pool_migrate")
         for start in range(0, len(ids), 500):
             async with self.r.pipeline(transaction=False) as pipe:
                 for pool_id in ids[start : start + 500]:
@@ -221,6 +221,15 @@ class PoolStore:
                                  client=pipe)  # type: ignore[arg-type]
                 changed += sum(1 for n in await pipe.execute() if int(n))
         return changed
+
+    async def pipelined_script(self, name: str) -> AsyncScript:
+        """One of the scripts, for calls in a pipeline. redis-py's cluster pipeline sends
+        EVALSHA without loading the script first (its plain pipeline does), and a primary
+        that never ran it answers NOSCRIPT: on a cluster it is loaded on every primary here."""
+        script = self._scripts[name]
+        if isinstance(self.r, RedisCluster):
+            await self.r.script_load(script.script)
+        return script
 
     async def set_status(self, pool_id: str, status: str) -> PoolPublic:
         return await self.update_pool(pool_id, PoolUpdate.model_validate({"status": status}))
@@ -287,8 +296,7 @@ class PoolStore:
         await _shielded(self._purge_pool(pool_id, _s(name) or "", audit.actor.get()))
 
     async def _purge_pool(self, pool_id: str, pool_name: str, actor: str) -> None:
-        cursor = await self.r.hget(keys.EVENTS_CURSORS, pool_id)
-        await self.events.move_to_system(pool_id, pool_name, _s(cursor) if cursor else None)
+        await self.events.move_to_system(pool_id, pool_name)
         await self.events.append_system("pool.deleted", actor=actor, pool_id=pool_id,
                                         pool_name=pool_name)
         marker = keys.deleting(pool_id).encode()
@@ -303,7 +311,9 @@ class PoolStore:
         if batch:
             await self.r.unlink(*batch)
         await self.r.zrem(keys.POOLS_INDEX, pool_id)
-        await self.r.hdel(keys.EVENTS_CURSORS, pool_id)
+        # its dispatcher cursor stays: a dispatcher may still append what it read before
+        # the move, and the cursor is what makes it skip them; it drops the cursors of
+        # pools that are gone itself (Dispatcher.run_once)
         await self.r.delete(keys.deleting(pool_id))
 
     async def next_group(self, pool_id: str) -> str | None:

@@ -32,7 +32,7 @@ do
       local now = facts.clock()
       local sec = math.floor(now / 1000)
       local offset = tonumber(pool.tz_offset or 0)
-      hour = sec - (sec - offset) % 3600
+      hour = sec - (sec + offset) % 3600
       day = math.floor((sec + offset) / 86400)
       minute = math.floor(now / 60000)
       ttl = tonumber(pool.stats_ttl or DEFAULT.stats_ttl)
