@@ -4,6 +4,7 @@ the poster's sizes, and the headers and markup every console answer carries (ove
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -98,6 +99,28 @@ async def test_idle_and_absolute_expiry(redis_url: str) -> None:
             await asyncio.sleep(0.01)
         assert await store.get(token2) is None
         assert await store.get("") is None and await store.get("x" * 500) is None
+    finally:
+        await client.aclose()
+
+
+async def test_a_secret_is_revealed_once_to_its_session_only(redis_url: str) -> None:
+    """A new key or webhook secret is kept for the page after the redirect: that page shows it
+    once; another session, another page, or a second look gets nothing."""
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        store = SessionStore(client, idle_s=600, max_s=3600)
+        mine, other = await store.open(_key()), await store.open(_key())
+        await store.reveal_next(mine, "webhook", "wh_1", "whsec_abc")
+        assert await store.revealed(other, "webhook", "wh_1") is None
+        assert await store.revealed(mine, "key", "wh_1") is None  # read, so gone now
+        await store.reveal_next(mine, "webhook", "wh_1", "whsec_abc")
+        name = keys.console_reveal(hashlib.sha256(mine.encode()).hexdigest())
+        assert 0 < await client.ttl(name) <= 120
+        assert await store.revealed(mine, "webhook", "wh_1") == "whsec_abc"
+        assert await store.revealed(mine, "webhook", "wh_1") is None
+        await store.reveal_next(mine, "key", "k1", "lc_x")
+        await store.close(mine)  # signing out drops it too
+        assert not await client.exists(name)
     finally:
         await client.aclose()
 

@@ -233,6 +233,11 @@ def test_api_keys_page(
     new_key = page.locator("#new-key").input_value()
     assert new_key.startswith("lc_")
     shoot(page, "keys-en")
+    # the key came on the page the post redirected to: reloading it creates nothing more
+    count = len(list(r.scan_iter(match=keys.apikey("*"))))
+    page.reload()
+    assert new_key not in page.content()
+    assert len(list(r.scan_iter(match=keys.apikey("*")))) == count
     key_id = new_key.split("_")[1]
     assert r.exists(keys.apikey(key_id))
     page.goto(server + f"/console/keys/{key_id}/revoke")

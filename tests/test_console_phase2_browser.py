@@ -28,6 +28,7 @@ import pytest
 import redis
 import zxingcpp
 from PIL import Image
+from standardwebhooks import Webhook
 
 from app.embedded import RedisProcess, free_port
 from app.store import keys
@@ -43,6 +44,7 @@ from tests.console_pages import (
     signin,
 )
 from tests.console_server import make_key, running_app
+from tests.webhook_receiver import receiving
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Page, expect  # noqa: E402
@@ -62,9 +64,17 @@ def redis_for_console(redis_server: RedisProcess) -> Iterator[str]:
     yield redis_server.url
 
 
+# webhooks: a receiver on 127.0.0.1, and a failing delivery dead within seconds
+WEBHOOK_SETTINGS = {
+    "webhook_allow_private": True, "webhook_retry_base_s": 0.2, "webhook_retry_max_delay_s": 1.0,
+    "webhook_timeout_s": 2.0, "webhook_connect_timeout_s": 1.0, "webhook_lease_s": 4.0,
+    "webhook_max_age_s": 3.0,
+}
+
+
 @pytest.fixture(scope="module")
 def server(redis_for_console: str) -> Iterator[str]:
-    with running_app(redis_for_console, scheduler=True) as base:
+    with running_app(redis_for_console, scheduler=True, **WEBHOOK_SETTINGS) as base:
         yield base
 
 
@@ -558,6 +568,152 @@ def test_pdf_and_eps_posters_print_at_their_size_and_scan(
     assert eps.startswith("%!PS-Adobe")
     bbox = re.search(r"%%BoundingBox: 0 0 ([\d.]+) ([\d.]+)", eps)
     assert bbox and abs(float(bbox.group(1)) / 72 * 2.54 - 5) < 0.05
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+def test_a_webhook_is_added_tested_and_its_deliveries_inspected(
+    server: str, api: httpx.Client, admin_key: str, open_page: Callable[..., tuple[Page, Watch]],
+) -> None:
+    make_pool(api, "hook-pool", [{"id": "h1", "name": "Hook one", "url": "https://t.me/+hook1",
+                                  "capacity": 2}], name="Hook pool")
+    make_pool(api, "quiet-pool", [{"url": "https://t.me/+quiet", "capacity": 1}])
+    with receiving() as receiver:
+        page, _ = open_page()
+        signin(page, server, admin_key)
+        page.goto(server + "/console/webhooks")
+        shoot(page, "webhooks-empty-en")
+        page.get_by_role("link", name="Add the first webhook").click()
+        page.fill("#w-name", "Ops endpoint")
+        page.fill("#w-url", receiver.url())
+        page.check("input[name=events_mode][value=some]")
+        page.check("input[name=events][value='group.full']")
+        page.check("input[name=events][value='pool.exhausted']")
+        page.check("input[name=pools_mode][value=some]")
+        page.check("input[name=pools][value='hook-pool']")
+        shoot(page, "webhook-new-en")
+        page.get_by_role("button", name="Add the webhook").click()
+
+        # the generated secret, shown once; the stored webhook is what the form said
+        expect(page).to_have_url(re.compile(r"/console/webhooks/wh_[0-9a-f]+\?done=wh_created"))
+        expect(page.locator(".notice.ok").first).to_contain_text("Webhook added.")
+        secret = page.locator("#new-secret").input_value()
+        assert secret.startswith("whsec_")
+        wid = page.url.split("/console/webhooks/")[1].split("?")[0]
+        stored = api.get(f"/webhooks/{wid}").json()
+        assert (stored["name"], stored["format"], stored["enabled"]) == (
+            "Ops endpoint", "standard", True)
+        assert stored["events"] == ["group.full", "pool.exhausted"]
+        assert stored["pools"] == ["hook-pool"] and stored["has_secret"] and not stored["secret"]
+        shoot(page, "webhook-en")
+        page.reload()  # a GET: nothing is posted again, and the secret is gone
+        assert secret not in page.content()
+        assert len(api.get("/webhooks").json()["items"]) == 1
+
+        # a test: sent now, its attempt shown, signed with that secret
+        page.select_option("#t-lang", "zh-CN")
+        page.get_by_role("button", name="Send a test message now").click()
+        expect(page.locator("#test-result")).to_contain_text(
+            re.compile(r"Delivered: HTTP 200 in [\d,]+ ms\."))
+        (test,) = receiver.wait_for(1)
+        payload = Webhook(secret).verify(test.body, test.headers)
+        assert payload["type"] == "webhook.test"
+
+        # an event it wants: delivered by the deliverer, in the log without a reload
+        page.evaluate("window.__sameDocument = true")
+        for _ in range(2):
+            scan(server, "hook-pool")
+        scan(server, "quiet-pool")  # fills a group of a pool it does not follow
+        row = page.locator("#deliveries li.delivery[data-type='group.full']")
+        expect(row).to_have_attribute("data-status", "delivered", timeout=WAIT_MS)
+        expect(row).to_contain_text("Group Hook one is full: 2 of 2.")
+        expect(row.locator(".attempts li.ok")).to_contain_text("Delivered: HTTP 200")
+        got = receiver.wait_for(2)[1]
+        event = Webhook(secret).verify(got.body, got.headers)["data"]
+        assert (event["type"], event["pool_id"], event["group_id"]) == (
+            "group.full", "hook-pool", "h1")
+        assert page.evaluate("window.__sameDocument") is True
+
+        # the endpoint fails: retried, then a dead letter; sent again once it works
+        receiver.fail_next(1000, "status", 500)
+        scan(server, "hook-pool")  # no room: pool.exhausted
+        dead = page.locator("#deliveries li.delivery[data-type='pool.exhausted']")
+        expect(dead).to_have_attribute("data-status", "dead", timeout=20_000)
+        expect(dead.locator(".attempts li.bad").first).to_contain_text("Failed: HTTP 500")
+        assert len(dead.locator(".attempts li").all()) >= 2  # it was retried
+        shoot(page, "webhook-log-en")
+        page.goto(server + "/console/webhooks")
+        expect(page.locator(".notice.bad")).to_contain_text("Some deliveries failed for good.")
+        page.get_by_role("link", name="See the dead letters").click()
+        letter = page.locator("li.delivery[data-type='pool.exhausted']")
+        expect(letter).to_contain_text("Exhausted: every group is full")
+        expect(letter.get_by_role("link", name="Ops endpoint")).to_be_visible()
+        shoot(page, "dead-letters-en")
+        with receiver.lock:
+            receiver.plans.clear()
+        before = receiver.count()
+        letter.get_by_role("button", name="Send again").click()
+        expect(page.locator(".notice.ok")).to_contain_text("Delivery queued again")
+        receiver.wait_for(before + 1)
+        page.goto(f"{server}/console/webhooks/{wid}?status=delivered")
+        expect(page.locator("li.delivery[data-type='pool.exhausted']")).to_have_attribute(
+            "data-status", "delivered", timeout=WAIT_MS)
+
+        # edit: every event, and off; then on again
+        page.goto(f"{server}/console/webhooks/{wid}/edit")
+        page.check("input[name=events_mode][value=all]")
+        page.uncheck("input[name=enabled]")
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator(".notice.ok")).to_have_text("Saved.")
+        stored = api.get(f"/webhooks/{wid}").json()
+        assert stored["events"] is None and stored["enabled"] is False
+        assert stored["has_secret"]  # kept: the form left it empty
+        expect(page.locator("h1 .badge")).to_have_text("Off")
+        page.get_by_role("button", name="Turn on").click()
+        expect(page.locator(".notice.ok")).to_contain_text("Webhook on")
+        assert api.get(f"/webhooks/{wid}").json()["enabled"] is True
+
+        zh, _ = open_page(locale="zh-CN")
+        signin(zh, server, admin_key)
+        zh.goto(server + "/console/webhooks")
+        expect(zh.locator(".webhook-card")).to_contain_text("标准 Webhook（带签名的 JSON）")
+        shoot(zh, "webhooks-zh")
+        zh.goto(f"{server}/console/webhooks/{wid}")
+        expect(zh.locator("#deliveries")).to_contain_text("群 Hook one 已满员：2/2。")
+        shoot(zh, "webhook-zh")
+        zh.goto(f"{server}/console/webhooks/{wid}/edit")
+        shoot(zh, "webhook-edit-zh")
+
+        # delete, after a confirmation
+        page.goto(f"{server}/console/webhooks/{wid}")
+        page.get_by_role("link", name="Delete…").click()
+        page.get_by_role("button", name="Delete the webhook").click()
+        expect(page).to_have_url(re.compile(r"/console/webhooks\?done=deleted"))
+        assert api.get(f"/webhooks/{wid}").status_code == 404
+
+
+def test_a_webhook_form_refuses_what_the_store_refuses(
+    server: str, api: httpx.Client, admin_key: str, open_page: Callable[..., tuple[Page, Watch]]
+) -> None:
+    page, watch = open_page()
+    watch.allowed += ["status of 422", f"422 {server}/console/webhooks"]
+    signin(page, server, admin_key)
+    before = api.get("/webhooks").json()["items"]
+    page.goto(server + "/console/webhooks/new")
+    page.fill("#w-url", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc")
+    page.check("input[name=format][value=wecom]")
+    page.fill("#w-secret", "SECnotforwecom")
+    page.check("input[name=events_mode][value=some]")  # and no type ticked
+    page.get_by_role("button", name="Add the webhook").click()
+    expect(page.locator("#w-events-err")).to_have_text(
+        "Tick at least one kind of event, or choose every event.")
+    page.check("input[name=events_mode][value=all]")
+    page.fill("#w-secret", "SECnotforwecom")
+    page.get_by_role("button", name="Add the webhook").click()
+    expect(page.locator("#w-secret-err")).to_be_visible()
+    expect(page.locator(".notice.bad")).to_contain_text("wecom webhooks have no secret")
+    assert page.locator("#w-secret").get_attribute("aria-invalid") == "true"
+    assert api.get("/webhooks").json()["items"] == before
 
 
 # --- the "Done when", as a first-time operator ----------------------------------------

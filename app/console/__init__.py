@@ -18,6 +18,7 @@ from app.console import (
     pool_routes,
     poster_routes,
     stats_routes,
+    webhook_routes,
 )
 
 STATIC = Path(str(files("app.console") / "static"))
@@ -46,5 +47,5 @@ class _StaticAssets:
 def mount(api: FastAPI) -> None:
     api.mount("/console/static", _StaticAssets(), name="console-static")
     for module in (auth_routes, pool_routes, group_routes, poster_routes, stats_routes,
-                   event_routes, keys_routes):
+                   event_routes, webhook_routes, keys_routes):
         api.include_router(module.router)

@@ -72,7 +72,7 @@ class EventView:
         return "ev-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in self.e.id)
 
 
-async def _views(ctx: Ctx, events: list[EventPublic],
+async def event_views(ctx: Ctx, events: list[EventPublic],
                  known: PoolPublic | None = None) -> list[EventView]:
     """Each event's zone and names: one read per pool and one of the API keys, for the pools
     on this page only."""
@@ -125,8 +125,9 @@ async def _feed(ctx: Ctx, pool: PoolPublic | None, choice: str, after: str) -> d
     head = await events.end_cursor(pool_id)  # before the page: an event in between is shown
     page = await events.list(pool_id=pool_id, types=types_of(choice), after=_cursor_ok(after),
                              order="desc", limit=PAGE)
-    return {"items": await _views(ctx, page.items, pool), "next": page.next, "since": head or "",
-            "choice": choice if types_of(choice) else "", "pool": pool, "older": bool(after)}
+    return {"items": await event_views(ctx, page.items, pool), "next": page.next,
+            "since": head or "", "choice": choice if types_of(choice) else "", "pool": pool,
+            "older": bool(after)}
 
 
 def _base(pool: PoolPublic | None) -> str:
@@ -154,7 +155,7 @@ async def _live(ctx: Ctx, pool: PoolPublic | None, type: str, since: str) -> Res
     page = await ctx.rt.store.events.list(
         pool_id=pool.id if pool else None, types=types_of(type), after=_cursor_ok(since),
         order="asc", limit=LIVE_LIMIT)
-    items = await _views(ctx, list(reversed(page.items)), pool)
+    items = await event_views(ctx, list(reversed(page.items)), pool)
     return ctx.page("_events_live.html", base=_base(pool), items=items,
                     since=page.next or since, choice=type if types_of(type) else "", pool=pool)
 

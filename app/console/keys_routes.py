@@ -11,9 +11,13 @@ router = APIRouter(prefix=BASE + "/keys", route_class=ConsoleRoute, include_in_s
 
 
 @router.get("")
-async def keys_page(ctx: AdminCtx, done: str = "") -> Response:
-    return ctx.page("keys.html", active="keys", keys=await ctx.rt.apikeys.list(), created=None,
-                    error="", done=done)
+async def keys_page(ctx: AdminCtx, done: str = "", new: str = "") -> Response:
+    secret = await ctx.revealed("key", new) if new else None
+    keys = await ctx.rt.apikeys.list()
+    public = next((k for k in keys if k.id == new), None) if secret else None
+    created = {"public": public, "key": secret} if public else None
+    return ctx.page("keys.html", active="keys", keys=keys, created=created, error="",
+                    done=done)
 
 
 @router.post("")
@@ -26,9 +30,10 @@ async def create_key(ctx: AdminCtx) -> Response:
     except LivecodeError as exc:
         return ctx.page("keys.html", 422, active="keys", keys=await ctx.rt.apikeys.list(),
                         created=None, error=exc.message, done="")
-    # shown on this one answer only (no-store); Redis keeps only its SHA-256
-    return ctx.page("keys.html", 201, active="keys", keys=await ctx.rt.apikeys.list(),
-                    created={"public": public, "key": key}, error="", done="")
+    # shown once, on the page this redirects to (reloading that page posts nothing again);
+    # Redis keeps only the key's SHA-256
+    await ctx.reveal_next("key", public.id, key)
+    return redirect(f"{BASE}/keys?new={public.id}")
 
 
 @router.get("/{key_id}/revoke")

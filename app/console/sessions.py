@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from app.store.apikeys import ApiKeyPublic, Scope
 from app.store.pools import AnyRedis
 
 TOKEN_BYTES = 32
+REVEAL_TTL_S = 120
 _TOKEN_MAX = 100  # a longer cookie is no token of ours: refused before hashing
 
 
@@ -107,7 +109,33 @@ class SessionStore:
 
     async def close(self, token: str | None) -> None:
         if token and len(token) <= _TOKEN_MAX:
-            await self.r.delete(keys.console_session(_digest(token)))
+            await self.r.delete(keys.console_session(_digest(token)),
+                                keys.console_reveal(_digest(token)))
+
+    async def reveal_next(self, token: str | None, what: str, ref: str, secret: str) -> None:
+        """Keep `secret` for the next page of this session only (post, redirect, show once:
+        reloading the page that shows it does not post again)."""
+        if token and len(token) <= _TOKEN_MAX:
+            await self.r.set(keys.console_reveal(_digest(token)),
+                             json.dumps({"what": what, "ref": ref, "secret": secret}),
+                             ex=REVEAL_TTL_S)
+
+    async def revealed(self, token: str | None, what: str, ref: str) -> str | None:
+        """The secret kept for this page, once: it is deleted as it is read."""
+        if not token or len(token) > _TOKEN_MAX:
+            return None
+        name = keys.console_reveal(_digest(token))
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.get(name)
+            pipe.delete(name)
+            raw, _ = await pipe.execute()
+        try:
+            kept = json.loads(_s(raw)) if raw is not None else {}
+        except ValueError:
+            return None
+        if kept.get("what") == what and kept.get("ref") == ref:
+            return str(kept.get("secret") or "") or None
+        return None
 
 
 class SigninThrottle:

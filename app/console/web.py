@@ -151,6 +151,15 @@ class Ctx:
         return page(self.request, template, status, session=self.session, locale=self.locale,
                     now=self.now, **context)
 
+    async def reveal_next(self, what: str, ref: str, secret: str) -> None:
+        """Show `secret` once, on this session's next page about `ref` (post, redirect, get)."""
+        await sessions(self.request).reveal_next(self.request.cookies.get(SESSION_COOKIE),
+                                                 what, ref, secret)
+
+    async def revealed(self, what: str, ref: str) -> str | None:
+        return await sessions(self.request).revealed(self.request.cookies.get(SESSION_COOKIE),
+                                                     what, ref)
+
     def require_admin(self) -> None:
         if not self.session.admin:
             raise ConsoleError(403, self._("Read-only access"),

@@ -88,6 +88,13 @@ def console_signin_failures(client: str) -> str:
     return CONSOLE_PREFIX + "f:" + client
 
 
+def console_reveal(token_digest: str) -> str:
+    """string: a secret a session is to be shown once on the page it is sent to next (a new
+    API key, a webhook's generated signing secret), as JSON; read and deleted at once, expires
+    within minutes if never read."""
+    return CONSOLE_PREFIX + "r:" + token_digest
+
+
 # Events of no pool, the feed of every event, and the dispatcher's place in each pool's stream
 # (app/events/store.py), all in one slot; the scheduler's leader lease (app/events/scheduler.py).
 EVENTS_PREFIX = "lc:{events}:"
