@@ -848,11 +848,21 @@ def test_first_time_operator_in_chinese_on_a_phone(
 # --- the README's pictures ------------------------------------------------------------------------
 
 def test_screenshots_for_the_readme(
-    server: str, api: httpx.Client, admin_key: str, open_page: Callable[..., tuple[Page, Watch]]
+    make_redis: Callable[..., RedisProcess], open_page: Callable[..., tuple[Page, Watch]]
 ) -> None:
-    """A few campaigns in full swing, in Chinese: build/screenshots/docs-overview-zh.png
-    (desktop) and docs-pool-zh-phone.png are what docs/ shows (copied by hand when they
-    improve)."""
+    """A few campaigns in full swing, in Chinese, on a service of their own (the overview
+    shows only them): build/screenshots/docs-overview-zh.png (desktop) and
+    docs-pool-zh-phone.png are what docs/ shows (copied by hand when they improve)."""
+    own = make_redis(appendonly=False)
+    _, admin_key = make_key(own.url, "admin", "ops phone")
+    with running_app(own.url) as server, httpx.Client(
+            base_url=server + "/api/v1", timeout=10,
+            headers={"Authorization": f"Bearer {admin_key}"}) as api:
+        _readme_pictures(server, api, admin_key, open_page)
+
+
+def _readme_pictures(server: str, api: httpx.Client, admin_key: str,
+                     open_page: Callable[..., tuple[Page, Watch]]) -> None:
     wechat = "https://weixin.qq.com/g/"
     make_pool(api, "spring-camp", [
         {"name": f"春季训练营 {i}群", "url": f"{wechat}SpringDocs{i:04d}", "capacity": 200,
