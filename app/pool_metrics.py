@@ -119,7 +119,10 @@ class PoolMetrics:
                 for outcome in OUTCOME_FIELDS:
                     n = fields.get(outcome, 0) + (legacy if outcome == "new" else 0)
                     scans.add_metric([pool_id, outcome], n)
-        return [room, capacity, groups, exhaustion, next_expiry, active, exhausted, scans]
+        dead = GaugeMetricFamily("livecode_webhook_dead_letters", "Webhook deliveries given up "
+                                 "after their retries, kept to be redelivered")
+        dead.add_metric([], int(await r.zcard(keys.WEBHOOKS_DEAD)))
+        return [room, capacity, groups, exhaustion, next_expiry, active, exhausted, scans, dead]
 
 
 def _exhaustion_s(strategy: str, room: int, rate_per_min: float, expiring: list[Any],
