@@ -17,11 +17,15 @@ log = logging.getLogger("livecode")
 
 
 class Deadline:
+    """`paths`: paths with a bound of their own (the scrape of /metrics reads every pool)."""
+
     def __init__(self, app: ASGIApp, timeout_s: float,
-                 on_timeout: Callable[[Scope], Response]) -> None:
+                 on_timeout: Callable[[Scope], Response],
+                 paths: dict[str, float] | None = None) -> None:
         self.app = app
         self.timeout_s = timeout_s
         self.on_timeout = on_timeout
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,7 +36,8 @@ class Deadline:
         waiting = 0  # client waits in progress (receive and send may overlap)
         remaining: float | None = None  # of the bound, while it is paused
         inside = False
-        bound = asyncio.timeout(self.timeout_s)
+        timeout_s = self.paths.get(scope["path"], self.timeout_s)
+        bound = asyncio.timeout(timeout_s)
 
         def pause() -> None:
             nonlocal waiting, remaining
@@ -77,11 +82,12 @@ class Deadline:
         except TimeoutError:
             if not bound.expired():
                 raise
-            await self._answer(scope, receive, send, started)
+            await self._answer(scope, receive, send, started, timeout_s)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, started: bool) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, started: bool,
+                      timeout_s: float) -> None:
         log.warning("request %s %s cancelled after %.1f s", scope.get("method"),
-                    scope.get("path"), self.timeout_s)
+                    scope.get("path"), timeout_s)
         if started:  # too late for a 503: the connection is closed without the rest
             return
         await self.on_timeout(scope)(scope, receive, send)

@@ -33,7 +33,8 @@ class LivecodeApp:
     def __init__(self, api: FastAPI, scan: ScanEndpoint, settings: Settings) -> None:
         self.fastapi = api
         self.api = BodyLimit(
-            Deadline(api, settings.admin_timeout_s, _too_slow(settings)),
+            Deadline(api, settings.admin_timeout_s, _too_slow(settings),
+                     {"/metrics": settings.metrics_timeout_s}),
             settings.api_body_limit_bytes,
         )
         self.scan = scan

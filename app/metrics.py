@@ -34,6 +34,10 @@ REDIS_ERRORS_TOTAL = Counter(
     "livecode_redis_errors", "Failed Redis calls on the scan path", ["kind"]
 )
 redis_error = {k: REDIS_ERRORS_TOTAL.labels(k) for k in REDIS_ERRORS}
+WEBHOOK_DELIVERIES = Counter(
+    "livecode_webhook_deliveries", "Webhook delivery attempts by result", ["result"]
+)
+webhook_attempt = {ok: WEBHOOK_DELIVERIES.labels("ok" if ok else "failed") for ok in (True, False)}
 
 
 class ScanTally:

@@ -23,6 +23,7 @@ from app.stats.forecast import OpenGroup, simulate
 from app.store import keys
 from app.store.pools import PoolStore
 from app.store.schema import OUTCOME_FIELDS
+from app.tasks import raise_if_cancelled
 
 STATES = ("open", "full", "expired", "disabled")
 
@@ -70,8 +71,9 @@ class PoolMetrics:
                                    labels=["pool", "state"])
         exhaustion = GaugeMetricFamily(
             "livecode_pool_exhaustion_seconds", "Estimated seconds until the pool has no room "
-            "at the rate of the last 5 minutes, counting codes that expire first (+Inf: no "
-            "new allocations lately)", labels=["pool"])
+            "at the rate of the last 5 minutes, counting codes that expire first (+Inf: not "
+            "within a year: no allocations lately, and a group that never expires)",
+            labels=["pool"])
         next_expiry = GaugeMetricFamily(
             "livecode_pool_next_expiry_seconds", "Seconds until the earliest expiry among the "
             "pool's open groups (+Inf: none expires)", labels=["pool"])
@@ -82,6 +84,7 @@ class PoolMetrics:
         scans = CounterMetricFamily("livecode_pool_scans", "Scans of the pool by outcome, "
                                     "since it was made", labels=["pool", "outcome"])
         for start in range(0, len(ids), 500):
+            raise_if_cancelled()  # the scrape's bound: redis-py may have swallowed its cancel
             chunk = ids[start : start + 500]
             async with r.pipeline(transaction=False) as pipe:
                 for pool_id in chunk:
@@ -116,15 +119,18 @@ class PoolMetrics:
                 for outcome in OUTCOME_FIELDS:
                     n = fields.get(outcome, 0) + (legacy if outcome == "new" else 0)
                     scans.add_metric([pool_id, outcome], n)
-        return [room, capacity, groups, exhaustion, next_expiry, active, exhausted, scans]
+        dead = GaugeMetricFamily("livecode_webhook_dead_letters", "Webhook deliveries given up "
+                                 "after their retries, kept to be redelivered")
+        dead.add_metric([], int(await r.zcard(keys.WEBHOOKS_DEAD)))
+        return [room, capacity, groups, exhaustion, next_expiry, active, exhausted, scans, dead]
 
 
 def _exhaustion_s(strategy: str, room: int, rate_per_min: float, expiring: list[Any],
                   now_ms: int) -> float:
-    if rate_per_min <= 0:
-        return math.inf if room > 0 else 0.0
     if not expiring:  # no open group expires: every place fills, in room / rate
-        return max(room, 0) / rate_per_min * 60
+        if room <= 0:
+            return 0.0
+        return room / rate_per_min * 60 if rate_per_min > 0 else math.inf
     groups = []
     for i in range(0, len(expiring), 6):
         gid, left, exp, weight, cap, pos = expiring[i : i + 6]

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
                                       description="hourly and daily statistics are kept this long")
     metrics_cache_s: float = Field(default=10.0, ge=0, description="the per-pool metrics are "
                                    "read from Redis at most this often")
+    metrics_timeout_s: float = Field(default=8.0, gt=0, le=120, description="bound on a scrape "
+                                     "of /metrics (Prometheus' own default is 10 s); the "
+                                     "per-pool metrics get all but a second of it")
     scheduler: bool = Field(default=True, description="run the scheduler and the event "
                             "dispatcher (one process of the deployment does, by a lease)")
     scheduler_interval_s: float = Field(default=60.0, gt=0, description="how often time-based "

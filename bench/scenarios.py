@@ -741,14 +741,14 @@ def scrape(lab: Lab, cfg: Config) -> Section:
     days (WeChat group codes do) and every pool has 10 new scans just before, so each pool
     takes the costliest path: its open groups read for the forecast, which runs. The server
     has the scheduler off, so that nothing else reads the pools meanwhile, and
-    LIVECODE_ADMIN_TIMEOUT_MS at 60 s, so that no scrape is cut; then the same scrapes of P
-    pools from a second server with the default admin timeout, to see whether they hold every
-    pool. Target < 5 s for 10,000 pools (quick: 0.5 s for 1,000), each scrape complete."""
+    LIVECODE_METRICS_TIMEOUT_S at 60 s, so that no scrape is cut; then the same scrapes of P
+    pools from a second server with the default bound, to see whether they hold every pool.
+    Target < 5 s for 10,000 pools (quick: 0.5 s for 1,000), each scrape complete."""
     server = lab.redis("metrics", appendonly=False)
     seeder = lab.seeder(server)
     seeder.flush()
     livecode = lab.livecode(server, settings=SCRAPE_SETTINGS)
-    budget_s = Settings.model_fields["admin_timeout_ms"].default / 2000
+    budget_s = Settings.model_fields["metrics_timeout_s"].default - 1
     big = cfg.scrape_pools
     sizes = [max(big // 10, 1), big]
     expires = datetime.now(UTC) + timedelta(days=7)
@@ -780,7 +780,7 @@ def scrape(lab: Lab, cfg: Config) -> Section:
     top = results[big]
     # the same scrapes from a server with the default admin timeout: do they hold every pool?
     default = lab.livecode(server, settings={k: v for k, v in SCRAPE_SETTINGS.items()
-                                             if k != "LIVECODE_ADMIN_TIMEOUT_MS"})
+                                             if k != "LIVECODE_METRICS_TIMEOUT_S"})
     by_default = [_scrape_once(default, {"server": default.pid}) for _ in range(scrapes)]
     held = sum(r["pools"] == big for r in by_default)
     print(f"  {big:,} pools, default admin timeout: {held} of {scrapes} scrapes held every "
@@ -790,7 +790,7 @@ def scrape(lab: Lab, cfg: Config) -> Section:
                       "<", limit, " s"),
                Target("scrape", "scrapes with every pool in them (share)",
                       min(r["complete"] for r in results.values()), "==", 1),
-               Target("scrape", f"the same with the default LIVECODE_ADMIN_TIMEOUT_MS, {big:,} "
+               Target("scrape", f"the same with the default LIVECODE_METRICS_TIMEOUT_S, {big:,} "
                       "pools (share)", held / scrapes, "==", 1)]
 
     def slope(what: str) -> float:
@@ -805,7 +805,7 @@ def scrape(lab: Lab, cfg: Config) -> Section:
              f"{per_pool('server')}; Redis CPU {per_pool('redis')}. Linear in the pools when "
              "the cost per pool added is the cost per pool at the bigger size; the difference "
              "is the fixed part of a scrape (the process's own metrics, HTTP)",
-             f"with the default LIVECODE_ADMIN_TIMEOUT_MS ({budget_s * 2:g} s), the per-pool "
+             f"with the default LIVECODE_METRICS_TIMEOUT_S ({budget_s + 1:g} s), the per-pool "
              f"metrics have {budget_s:g} s (app/routes/metrics.py); past it the scrape answers "
              "without them (a warning in the log): "
              f"{held} of {scrapes} scrapes of {big:,} pools held every pool there, in "
@@ -839,7 +839,7 @@ def scrape(lab: Lab, cfg: Config) -> Section:
 
 
 SCRAPE_SETTINGS = {"LIVECODE_METRICS_CACHE_S": "0", "LIVECODE_SCHEDULER": "false",
-                   "LIVECODE_ADMIN_TIMEOUT_MS": "60000"}
+                   "LIVECODE_METRICS_TIMEOUT_S": "60"}
 
 
 def _scrape_once(server: Server, watch: dict[str, int]) -> dict[str, float]:

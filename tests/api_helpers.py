@@ -265,10 +265,15 @@ async def check_indexes(client: aredis.Redis, pool_id: str) -> dict[str, dict[st
     assert exn == (min(ex.values()) if ex else None), (pool.get("exn"), ex)
     assert set(av) <= set(gids)
     assert int(pool.get("fwt", 0)) == sum(slot_weight.values()), (pool.get("fwt"), slot_weight)
-    # the pool's room and capacity are those of its indexed groups
+    # the pool's room is that of its indexed groups, its capacity that of its usable ones (open
+    # or full, in `fl` while their code lasts)
     indexed = [groups[gid] for gid in av]
     assert int(pool["room"]) == sum(int(g["cap"]) - int(g.get("c", 0)) for g in indexed), pool
-    assert int(pool["cap"]) == sum(int(g["cap"]) for g in indexed), pool
+    fl = {_str(m) for m in await client.zrange(p + "fl", 0, -1)}
+    usable = {gid for gid, g in groups.items() if g["en"] == "1"
+              and (not g.get("exp") or int(g["exp"]) > now_ms)}
+    assert fl == usable - set(av), (fl, usable, sorted(av))
+    assert int(pool["cap"]) == sum(int(groups[gid]["cap"]) for gid in usable), pool
     for i in range(1, fwn + 1):
         low = i - (i & -i)
         expected = sum(slot_weight.get(j, 0) for j in range(low + 1, i + 1))

@@ -20,7 +20,7 @@ NEW_FIELDS = ("room", "cap", "tz", "tzo", "lang", "sttl", "salt", "alm", "alp", 
 
 async def as_the_old_version_wrote_it(r: aredis.Redis, pool_id: str) -> None:
     await r.hdel(keys.pool(pool_id), *NEW_FIELDS)
-    await r.delete(keys.prefix(pool_id) + "ev")
+    await r.delete(keys.prefix(pool_id) + "ev", keys.prefix(pool_id) + "fl")
 
 
 async def old_pool(redis_url: str) -> None:
@@ -52,8 +52,10 @@ async def test_migrate_fills_in_what_older_pools_lack(redis_url: str) -> None:
                          for g in ("g1", "g2", "g3", "g4", "g5")}
         assert await store.migrate() == 2
         a = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.pool("pool-a"))).items()}
-        # the indexed groups g1, g4 and g5: 6 + 6 + 5 places of 10 + 8 + 6
-        assert (a["room"], a["cap"]) == ("17", "24")
+        # the indexed groups g1, g4 and g5: 6 + 6 + 5 places; the capacity of those and of the
+        # full g2 (usable: enabled, never expires): 10 + 8 + 6 + 5
+        assert (a["room"], a["cap"]) == ("17", "29")
+        assert await r.zrange(keys.prefix("pool-a") + "fl", 0, -1) == [b"g2"]
         assert (a["tz"], a["tzo"], a["sttl"]) == ("Asia/Shanghai", "28800", str(10 * 86400))
         assert len(a["salt"]) == 32 and int(a["salt"], 16) >= 0
         b = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.pool("pool-b"))).items()}
@@ -72,7 +74,7 @@ async def test_migrate_fills_in_what_older_pools_lack(redis_url: str) -> None:
             decision = await core.allocator.scan("pool-a", visitor())
             assert decision.group_id == "g1"
         assert (await r.hget(keys.pool("pool-a"), "room"),
-                await r.hget(keys.pool("pool-a"), "cap")) == (b"11", b"18")
+                await r.hget(keys.pool("pool-a"), "cap")) == (b"11", b"23")
         await check_indexes(r, "pool-a")
         pool = await store.get_pool("pool-a", with_groups=True)
         assert pool.timezone == "Asia/Shanghai" and pool.total_remaining == 11
@@ -92,7 +94,7 @@ async def test_migrate_keeps_what_a_pool_has(redis_url: str) -> None:
         a = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.pool("pool-a"))).items()}
         assert (a["salt"], a["tz"], a["tzo"], a["sttl"]) == ("ab" * 16, "Europe/Paris", "3600",
                                                               "86400")
-        assert (a["room"], a["cap"]) == ("17", "24")
+        assert (a["room"], a["cap"]) == ("17", "29")
     finally:
         await r.aclose()
 

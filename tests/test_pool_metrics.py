@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app import metrics
 from app.embedded import RedisProcess
 from app.schemas import GroupUpdate, PoolUpdate
+from app.store import keys
 from tests.api_helpers import Api, open_api
 from tests.helpers import expire_groups, open_core, seed, visitor
 
@@ -189,3 +191,15 @@ async def test_exhaustion_counts_room_that_expires(redis_url: str) -> None:
             got = samples((await api.http.get("/metrics")).text)
             assert of(got, "livecode_pool_exhaustion_seconds", pool="pool-a") == math.inf
             assert of(got, "livecode_pool_active", pool="pool-a") == 0
+
+
+async def test_webhook_metrics(redis_url: str) -> None:
+    """Dead letters from Redis (any worker reports them), delivery attempts per process."""
+    async for api in open_api(redis_url, metrics_cache_s=0):
+        await api.redis.zadd(keys.WEBHOOKS_DEAD, {"dl_0": 1, "dl_1": 2})
+        metrics.webhook_attempt[False].inc()
+        text = (await api.http.get("/metrics")).text
+        got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+        assert got["livecode_webhook_dead_letters", ()] == 2
+        assert got["livecode_webhook_deliveries_total", (("result", "failed"),)] >= 1

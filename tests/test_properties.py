@@ -849,9 +849,14 @@ class PoolLifecycle(RuleBasedStateMachine):
         assert set(fwg) == set(slot_w)  # a deleted group's slot names no group any more
         # the Fenwick total is the weight of the indexed groups, and so is every node
         assert int(ph.get("fwt", 0)) == sum(g.weight for g in eligible.values())
-        # the pool's room and capacity are those of the indexed groups
+        # the pool's room is that of the indexed groups, its capacity that of the usable ones
+        # (enabled, not expired: open, or full and in `fl`)
+        usable = {g.gid: g for g in pool.groups.values()
+                  if g.enabled and g.expiry != "past"}
         assert int(ph["room"]) == sum(g.cap - g.count for g in eligible.values()), (ph, pool)
-        assert int(ph["cap"]) == sum(g.cap for g in eligible.values()), (ph, pool)
+        assert int(ph["cap"]) == sum(g.cap for g in usable.values()), (ph, pool)
+        fl = {_s(m) for m in await r.zrange(p + "fl", 0, -1)}
+        assert fl == set(usable) - set(eligible), (fl, pool)
         assert int(ph.get("fwn", 0)) == pool.fwn
         fw = {int(k): int(v) for k, v in (await r.hgetall(p + "fw")).items()}
         for i in range(1, pool.fwn + 1):

@@ -246,6 +246,37 @@ async def test_the_tick_follows_daylight_saving_time(redis_url: str) -> None:
 
 
 
+async def test_the_tick_takes_a_full_group_with_an_expired_code_out_of_the_capacity(
+    redis_url: str,
+) -> None:
+    """A full group still counts in the pool's capacity (pool.low's percent is of the whole
+    pool) until its code expires: nothing scans it then, so the tick takes it out."""
+    r = aredis.Redis.from_url(redis_url)
+    try:
+        store = await PoolStore.open(r)
+        await store.create_pool(PoolCreate(id="pool-a"))
+        later = datetime.now(UTC) + timedelta(days=1)
+        await store.add_groups("pool-a", [
+            GroupCreate(id="g1", url="https://t.me/+a", capacity=5, expires_at=later),
+            GroupCreate(id="g2", url="https://t.me/+b", capacity=10)])
+        await store.set_count("pool-a", "g1", 5)  # full: out of the open index, still usable
+        pool = {k.decode(): v.decode() for k, v in (await r.hgetall(keys.pool("pool-a"))).items()}
+        assert (pool["room"], pool["cap"]) == ("10", "15")
+        full = keys.prefix("pool-a") + "fl"
+        assert await r.zrange(full, 0, -1, withscores=True) == [
+            (b"g1", float(int(later.timestamp() * 1000)))]
+        past = int(time.time() * 1000) - 60_000  # its code expired a minute ago
+        await r.hset(keys.group("pool-a", "g1"), "exp", past)
+        await r.zadd(full, {"g1": past})
+        await Scheduler(store).tick("pool-a")
+        assert await r.hmget(keys.pool("pool-a"), ["room", "cap"]) == [b"10", b"10"]
+        assert await r.zcard(full) == 0
+        await Scheduler(store).tick("pool-a")  # once
+        assert await r.hget(keys.pool("pool-a"), "cap") == b"10"
+    finally:
+        await r.aclose()
+
+
 @pytest.mark.slow
 async def test_two_served_deployments_of_two_workers_each_deliver_once(
     redis_url: str, tmp_path: Path,

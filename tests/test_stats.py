@@ -480,3 +480,20 @@ async def test_limited_and_outside_the_schedule(redis_url: str) -> None:
         assert figures(data["series"][1]["total"]) == point(new=2, sticky=1, limited=3)
         for pool_id in ("notyet", "over"):
             assert figures((await api.pool(pool_id))["today"]) == point(paused=1)
+
+
+async def test_import_replace_keeps_the_statistics(api: Api) -> None:
+    """`livecode import --replace` deletes the pool and makes it again from the export: its
+    statistics come back with it (they once read zero afterwards)."""
+    await api.make_pool("again", [{"capacity": 10}])
+    for name in ("x", "y", "z"):
+        await scan(api, "again", vid(name), "poster")
+    before = await api.pool("again")
+    doc = await backup.export_all(await PoolStore.open(api.redis))
+    plan = backup.parse_export(json.loads(json.dumps(doc)))
+    await backup.apply_import(await PoolStore.open(api.redis), plan, replace=True)
+    after = await api.pool("again")
+    assert after["totals"] == before["totals"]
+    assert after["totals"]["by_channel"] == {"poster": 3} and after["totals"]["new"] == 3
+    assert after["today"] == before["today"] and after["today"]["visitors"] == 3
+    assert after["groups"][0]["count"] == 3

@@ -8,6 +8,7 @@ if not g.slot then return 'not_found' end
 local pool = read(KEYS[1], POOL, 'slots', 'room')
 local n = tonumber(pool.slots or 0)
 local was = redis.call('ZSCORE', P .. KEY.open, gid) ~= false
+local was_full = redis.call('ZSCORE', P .. KEY.full, gid) ~= false
 local head = was and ex_head(P, 1)
 
 if was then
@@ -15,6 +16,10 @@ if was then
   set_next_expiry(P, ex_min(head, {[gid] = true}, nil))
   add_room(P, pool.room, -math.max(tonumber(g.capacity) - tonumber(g.count), 0),
            -tonumber(g.capacity))
+end
+if was_full then
+  redis.call('ZREM', P .. KEY.full, gid)
+  add_room(P, pool.room, 0, -tonumber(g.capacity))
 end
 redis.call('HDEL', P .. KEY.slots, g.slot)
 redis.call('DEL', group_key(P, gid))

@@ -66,16 +66,20 @@ if not exists then
   end
 end
 local was = exists and redis.call('ZSCORE', P .. KEY.open, gid) ~= false
-local is = is_open(new, now_ms())
+local was_full = exists and redis.call('ZSCORE', P .. KEY.full, gid) ~= false
+local now = now_ms()
+local is = is_open(new, now)
+-- usable but not open: enabled, not expired, full
+local is_full = not is and new.enabled == '1'
+  and (not new.expires_at or tonumber(new.expires_at) > now)
 local head = (was or is) and ex_head(P, 1)
--- the open groups' room and capacity: this group's share before and after
-local function share(g, open)
-  if not open then return 0, 0 end
-  return math.max(tonumber(g.capacity) - tonumber(g.count), 0), tonumber(g.capacity)
+-- this group's share of the pool's room (while open) and capacity (while usable)
+local function places(g, open)
+  return open and math.max(tonumber(g.capacity) - tonumber(g.count), 0) or 0
 end
-local room_was, cap_was = share(old, was)
-local room_is, cap_is = share(new, is)
-local room_delta, cap_delta = room_is - room_was, cap_is - cap_was
+local room_delta = places(new, is) - places(old, was)
+local cap_delta = ((is or is_full) and tonumber(new.capacity) or 0)
+  - ((was or was_full) and tonumber(old.capacity) or 0)
 local recovered = pool.exhausted == '1' and pool.room and tonumber(pool.room) + room_delta > 0
 
 -- Writes from here on.
@@ -107,6 +111,11 @@ elseif is and was then
   fw_add(P, n, tonumber(new.slot), tonumber(new.weight) - tonumber(old.weight))
 end
 if head then set_next_expiry(P, ex_min(head, {[gid] = true}, is and new.expires_at or nil)) end
+if is_full then
+  redis.call('ZADD', P .. KEY.full, new.expires_at or '+inf', gid)
+elseif was_full then
+  redis.call('ZREM', P .. KEY.full, gid)
+end
 add_room(P, pool.room, room_delta, cap_delta)
 emit(P, exists and 'group.updated' or 'group.created', gid, actor, {fields = given})
 if recovered then

@@ -100,8 +100,9 @@ local function set_next_expiry(P, m)
   end
 end
 
--- The pool's room and capacity (of its open groups) change by these amounts. Pools older than
--- these aggregates have neither until the start-up migration: nothing is kept for them.
+-- The pool's room (places left in its open groups) and capacity (of its usable groups: open,
+-- or full in KEY.full) change by these amounts. Pools older than these aggregates have neither
+-- until the start-up migration: nothing is kept for them.
 local function add_room(P, has_room, room, capacity)
   if not has_room then return end
   if room ~= 0 then redis.call('HINCRBY', P .. KEY.pool, POOL.room, room) end

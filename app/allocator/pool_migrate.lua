@@ -12,12 +12,21 @@ if not pool.draw_salt then
   set[#set + 1] = POOL.draw_salt
   set[#set + 1] = ARGV[2]
 end
+local full = {}
 if not pool.room then
   local room, capacity = 0, 0
-  for _, gid in ipairs(redis.call('ZRANGE', P .. KEY.open, 0, -1)) do
-    local g = read(group_key(P, gid), GROUP, 'capacity', 'count')
-    room = room + math.max(tonumber(g.capacity or 0) - tonumber(g.count or 0), 0)
-    capacity = capacity + tonumber(g.capacity or 0)
+  local now = now_ms()
+  for _, gid in ipairs(redis.call('HVALS', P .. KEY.slots)) do
+    local g = read(group_key(P, gid), GROUP, 'capacity', 'count', 'enabled', 'expires_at')
+    local open = redis.call('ZSCORE', P .. KEY.open, gid) ~= false
+    local usable = g.enabled == '1' and (not g.expires_at or tonumber(g.expires_at) > now)
+    if open then
+      room = room + math.max(tonumber(g.capacity or 0) - tonumber(g.count or 0), 0)
+    elseif usable then
+      full[#full + 1] = g.expires_at or '+inf'
+      full[#full + 1] = gid
+    end
+    if open or usable then capacity = capacity + tonumber(g.capacity or 0) end
   end
   set[#set + 1] = POOL.room
   set[#set + 1] = room
@@ -35,4 +44,5 @@ if not pool.timezone then
   set[#set + 1] = ARGV[5]
 end
 if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if #full > 0 then redis.call('ZADD', P .. KEY.full, unpack(full)) end
 return #set / 2

@@ -327,8 +327,9 @@ local unindexing = {}
 for i = 1, #purge do unindexing[i] = purge[i] end
 for i = 1, #filled do unindexing[#unindexing + 1] = filled[i] end
 local leaving, next_expiry, expired = {}, nil, {}
--- The open groups' room and capacity after this call: each allocation takes one place; a group
--- that leaves the indexes takes its capacity, and the places it had left (none if it filled).
+-- The pool's room and capacity after this call: each allocation takes one place; a group whose
+-- code expired takes its capacity and the places it had left; a group that filled keeps its
+-- capacity in the pool's (it moves to KEY.full until its code expires).
 local allocated = 0
 for i = 1, n do
   if scans[i].reply[1] == OUTCOME.new then allocated = allocated + 1 end
@@ -344,9 +345,10 @@ if #unindexing > 0 then
     if i <= #purge and g.expires_at and tonumber(g.expires_at) <= clock() then
       expired[#expired + 1] = {gid, g.expires_at}
     end
-    local count = groups[gid] and added[gid] and groups[gid].count or tonumber(g.count or 0)
-    room_delta = room_delta - math.max(tonumber(g.capacity or 0) - count, 0)
-    capacity_delta = capacity_delta - tonumber(g.capacity or 0)
+    if i <= #purge then
+      room_delta = room_delta - math.max(tonumber(g.capacity or 0) - tonumber(g.count or 0), 0)
+      capacity_delta = capacity_delta - tonumber(g.capacity or 0)
+    end
   end
   next_expiry = ex_min(ex_head(P, #unindexing), gone, nil)
 end
@@ -374,7 +376,8 @@ local facts = {
   filled = filled,  -- groups that reached their capacity in this call
   expired = expired,  -- {gid, expires_at} of the groups found expired and taken out
   groups = groups,  -- the picked groups' fields by name, count as this call leaves it
-  -- the open groups' places left and capacity after this call (nil: not kept yet)
+  -- the open groups' places left and the usable groups' capacity after this call (nil: not
+  -- kept for this pool yet)
   room = has_room and tonumber(pool.room) + room_delta or nil,
   capacity = has_room and tonumber(pool.capacity or 0) + capacity_delta or nil,
 }
@@ -386,6 +389,9 @@ for i = 1, #RECORDERS do RECORDERS[i].read(facts) end
 
 for i = 1, #unindexing do
   unindex(P, fw_n, unindexing[i], leaving[i].slot, leaving[i].weight)
+  if i > #purge then  -- filled: usable still, full
+    redis.call('ZADD', P .. KEY.full, leaving[i].expires_at or '+inf', unindexing[i])
+  end
 end
 if #unindexing > 0 then set_next_expiry(P, next_expiry) end
 add_room(P, has_room, room_delta, capacity_delta)

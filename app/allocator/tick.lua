@@ -1,7 +1,8 @@
 -- The scheduler's tick for one pool (app/events/scheduler.py, once a minute, one instance of
 -- the deployment): what happens with time, whether or not anyone scans.
 --   - the zone's UTC offset follows daylight saving time (POOL.tz_offset);
---   - open groups whose code expired leave the indexes (group.expired), as a scan would;
+--   - open groups whose code expired leave the indexes (group.expired), as a scan would, and
+--     full ones leave the pool's capacity;
 --   - group.expiring, once per code, expiring_hours before it expires;
 --   - pool.low from the forecast, which counts room that expires (the scan's own check
 --     cannot: it knows no group's expiry), at most once per low_every minutes.
@@ -23,6 +24,11 @@ if pool.next_expiry and now >= tonumber(pool.next_expiry) then
                             'expires_at')}
   end
 end
+-- full groups whose code expired: no longer usable, their capacity leaves the pool's
+local stale = {}
+for i, gid in ipairs(redis.call('ZRANGEBYSCORE', P .. KEY.full, '-inf', now, 'LIMIT', 0, 1000)) do
+  stale[i] = {gid, tonumber(redis.call('HGET', group_key(P, gid), GROUP.capacity) or 0)}
+end
 local next_expiry = nil
 if #expired > 0 then
   local gone = {}
@@ -40,7 +46,7 @@ end
 
 local low = nil
 local minutes = tonumber(ARGV[3])
-if minutes and pool.status == 'active' and pool.exhausted ~= '1'
+if minutes and pool.status == 'active' and pool.exhausted ~= '1' and tonumber(ARGV[5]) > 0
     and minutes < tonumber(pool.low_minutes or DEFAULT.low_minutes)
     and (not pool.low_at
          or now - tonumber(pool.low_at) >= tonumber(pool.low_every or DEFAULT.low_every) * 60000)
@@ -63,10 +69,12 @@ for _, e in ipairs(expired) do
   cap_delta = cap_delta - tonumber(g.capacity)
   emit(P, 'group.expired', gid, '', {expires_at = tonumber(g.expires_at)})
 end
-if #expired > 0 then
-  set_next_expiry(P, next_expiry)
-  add_room(P, pool.room, room_delta, cap_delta)
+for _, s in ipairs(stale) do
+  redis.call('ZREM', P .. KEY.full, s[1])
+  cap_delta = cap_delta - s[2]
 end
+if #expired > 0 then set_next_expiry(P, next_expiry) end
+add_room(P, pool.room, room_delta, cap_delta)
 for _, w in ipairs(warn) do
   emit(P, 'group.expiring', w[1], '', {
     expires_at = tonumber(w[2]),

@@ -26,7 +26,7 @@ from app.stats.forecast import open_groups, simulate
 from app.stats.store import zone_offset_s
 from app.store import keys
 from app.store.pools import PoolStore
-from app.store.schema import POOL
+from app.store.schema import LOW_EVIDENCE, POOL
 from app.tasks import raise_if_cancelled
 
 log = logging.getLogger("livecode.scheduler")
@@ -192,7 +192,7 @@ class Scheduler:
         None for the others (the scan's own check covers room and rate)."""
         now = datetime.now(UTC)
         rate5, _ = await self.store.statistics.rates(pool_id, int(now.timestamp() * 1000))
-        if rate5 <= 0:
+        if rate5 * 5 < LOW_EVIDENCE:  # too few allocations lately to forecast from
             return None, 0.0, 0
         groups = open_groups(await self.store.list_groups(pool_id), now)
         result = simulate(strategy, groups, rate5)

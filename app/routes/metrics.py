@@ -20,9 +20,9 @@ log = logging.getLogger("livecode")
 async def prometheus(rt: RuntimeDep) -> Response:
     body, content_type = metrics.render()
     try:
-        # well within the request's own bound (app/deadline.py), so that a slow Redis still
-        # leaves time to answer with the process's metrics
-        async with asyncio.timeout(rt.settings.admin_timeout_s / 2):
+        # within the scrape's own bound (app/deadline.py), so that a slow Redis still leaves
+        # time to answer with the process's metrics
+        async with asyncio.timeout(max(rt.settings.metrics_timeout_s - 1, 0.5)):
             body += await rt.pool_metrics.render()
     except (RedisError, OSError, TimeoutError) as exc:
         log.warning("per-pool metrics unavailable: %r", exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from base64 import urlsafe_b64encode
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
@@ -42,8 +43,15 @@ _ALLOW = (b"allow", b"GET, HEAD")
 _IP_CHARS = frozenset("0123456789abcdefABCDEF:.")
 
 
+_CHANNEL_BYTES_RE = re.compile(CHANNEL_RE.pattern.encode())
+
+
 def _channel(query_string: bytes) -> str:
-    """`?ch=`; a typo on a printed poster must not break scans: an invalid channel is dropped."""
+    """`?ch=`; a typo on a printed poster must not break scans: an invalid channel is dropped.
+    The query of a poster's QR code is `ch=<name>` alone: read as it is, without parse_qs
+    (~2 us a scan); anything else is parsed."""
+    if query_string.startswith(b"ch=") and _CHANNEL_BYTES_RE.match(query_string, 3):
+        return query_string[3:].decode()
     ch = parse_qs(query_string.decode("latin-1")).get("ch")
     return ch[0] if ch and CHANNEL_RE.match(ch[0]) else ""
 

@@ -79,8 +79,9 @@ class ForecastPublic(BaseModel):
     room_expiring: int = Field(description="of those, places in groups whose code expires "
                                "before they would fill at the current rate")
     minutes_to_exhaustion: float | None = Field(
-        description="at the 5-minute rate, counting room that expires; null when there were "
-        "no new allocations lately")
+        description="at the 5-minute rate, counting room that expires: even with no scans, a "
+        "pool whose every code expires runs out at the last expiry; null when it would not run "
+        "out within a year (no scans lately and some group that never expires)")
     exhausts_at: datetime | None
     next_expiry: datetime | None = Field(description="the earliest expiry among the groups "
                                          "that take scans")

@@ -64,7 +64,8 @@ def pool_keys(pool_id: str) -> list[str]:
     """The fixed per-pool keys (group hashes and sticky keys come on top)."""
     p = prefix(pool_id)
     return [p + suffix(name) for name in
-            ("pool", "stats", "open", "open_by_fill", "open_expiring", "weights", "slots")]
+            ("pool", "stats", "open", "open_by_fill", "open_expiring", "full", "weights",
+             "slots")]
 
 
 def apikey(key_id: str) -> str:

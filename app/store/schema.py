@@ -91,8 +91,9 @@ POOL = Hash("pool", "One per pool: its settings and the allocator's running stat
     _f("room", "room", "places left in the open groups (sum of capacity - count); absent in "
        "pools older than it until the start-up migration", "scan", "group_put", "group_delete",
        "pool_migrate"),
-    _f("capacity", "cap", "total capacity of the open groups", "scan", "group_put",
-       "group_delete", "pool_migrate"),
+    _f("capacity", "cap", "total capacity of the usable groups: enabled and not expired, open or "
+       "full (the open index and `full`); pool.low's percent is of it", "scan", "group_put",
+       "group_delete", "tick", "pool_migrate"),
     # statistics and alerts (recorders/stats.lua, recorders/events.lua, the scheduler)
     _f("timezone", "tz", "IANA name of the operator's zone: their days", "pool_put"),
     _f("tz_offset", "tzo", "that zone's UTC offset now, in seconds (the scheduler follows "
@@ -147,6 +148,9 @@ KEYS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                      ("scan", "group_put", "group_delete", "pool_put")),
     "open_expiring": ("ex", "zset: open group id -> expires_at, for groups that expire",
                       ("scan", "group_put", "group_delete")),
+    "full": ("fl", "zset: enabled groups that are full -> expires_at (+inf: never), until their "
+             "code expires: with the open groups, what the pool's capacity counts",
+             ("scan", "group_put", "group_delete", "tick", "pool_migrate")),
     "weights": ("fw", "hash: Fenwick tree node -> weight sum of the open groups in its "
                 "range (weighted)", ("scan", "group_put", "group_delete")),
     "slots": ("fwg", "hash: slot -> group id, for every group of the pool: the index of all "
@@ -192,6 +196,9 @@ MAX_CHANNELS = 64  # per pool, then channels count as '~other'
 OTHER_CHANNEL = "~other"
 MAX_EVENTS = 10_000  # per pool stream, trimmed approximately
 ALERT_DEFAULTS = {"low_minutes": 60, "low_percent": 10, "low_every": 30, "expiring_hours": 24}
+# pool.low by rate needs this many new allocations in the last 5 minutes: one scan of a small
+# pool is not a rate to forecast from
+LOW_EVIDENCE = 5
 
 
 def suffix(name: str) -> str:
@@ -208,7 +215,7 @@ def lua_prelude(constants: Iterable[tuple[str, Mapping[str, str]]] = ()) -> str:
         ("DEFAULT", {"capacity": str(DEFAULT_CAPACITY), "sticky_ttl": str(DEFAULT_STICKY_TTL_S),
                      "weight": str(DEFAULT_WEIGHT), "channels": str(MAX_CHANNELS),
                      "other_channel": OTHER_CHANNEL, "events": str(MAX_EVENTS),
-                     "stats_ttl": str(DEFAULT_STATS_TTL_S),
+                     "stats_ttl": str(DEFAULT_STATS_TTL_S), "low_evidence": str(LOW_EVIDENCE),
                      **{k: str(v) for k, v in ALERT_DEFAULTS.items()}}),
         *constants,
     ]

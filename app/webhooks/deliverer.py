@@ -18,6 +18,7 @@ import time
 import weakref
 from datetime import UTC, datetime
 
+from app import metrics
 from app.events.model import EventPublic
 from app.settings import Settings
 from app.store.pools import AnyRedis
@@ -138,6 +139,7 @@ class Deliverer:
                               self.rng)
             if outcome is not None and outcome.retry_after_s is not None:
                 delay = max(delay, min(outcome.retry_after_s, s.webhook_retry_max_delay_s))
+        metrics.webhook_attempt[attempt.ok].inc()
         result = await self.store.record_attempt(
             c.claim, attempt, delay_s=delay, max_age_s=s.webhook_max_age_s)
         level = logging.INFO if result in ("delivered", "retry") else logging.WARNING

@@ -6,7 +6,8 @@
 --                   when an operator makes room)
 --   pool.low        less than low_percent of the capacity left, or out of room within
 --                   low_minutes at the rate of the last 5 minutes (checked by the first
---                   allocation of each minute, POOL.low_checked); at most once per low_every
+--                   allocation of each minute, POOL.low_checked, once there were at least
+--                   DEFAULT.low_evidence allocations in them); at most once per low_every
 --                   minutes (POOL.low_at)
 RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'exhausted'
 RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_at'
@@ -21,7 +22,8 @@ do
     events[#events + 1] = {type, gid, data}
   end
 
-  -- New allocations per minute over the 5 minutes up to now (this call's included).
+  -- New allocations per minute over the 5 minutes up to now (this call's included), and how
+  -- many there were: fewer than DEFAULT.low_evidence say too little to forecast from.
   local function rate_per_minute(facts, now)
     local minute = math.floor(now / 60000)
     local fields = {}
@@ -30,7 +32,7 @@ do
     for _, v in ipairs(redis.call('HMGET', facts.prefix .. KEY.rate, unpack(fields))) do
       total = total + tonumber(v or 0)
     end
-    return total / (4 + (now % 60000) / 60000)
+    return total / (4 + (now % 60000) / 60000), total
   end
 
   RECORDERS[#RECORDERS + 1] = {
@@ -71,9 +73,11 @@ do
         reason = 'room'
       elseif pool.low_checked ~= tostring(minute) then
         checked = minute
-        rate = rate_per_minute(facts, now)
+        local seen
+        rate, seen = rate_per_minute(facts, now)
         minutes = rate > 0 and room / rate or nil
-        if minutes and minutes < tonumber(pool.low_minutes or DEFAULT.low_minutes) then
+        if minutes and seen >= tonumber(DEFAULT.low_evidence)
+            and minutes < tonumber(pool.low_minutes or DEFAULT.low_minutes) then
           reason = 'rate'
         end
       end
