@@ -864,7 +864,7 @@ def consoles(lab: Lab, cfg: Config) -> Section:
     before every run as scan_new is (with an admin API key). Each console is a browser session
     of its own, run by bench/consoles.py in a process apart from the bench: signed in through
     the console's form, the session cookie kept, the pool's page loaded, then its live fragment
-    (`#pool-poller`: `/console/pools/bench/live?sig=...`, `every 3s`, with htmx's headers and
+    (`#pool-poller`: `/console/pools/bench/live?sig=...`, `every 5s`, with htmx's headers and
     the CSRF token) polled, the consoles spread over the period. The issue: "20 open consoles
     cost under 2% of scan_new throughput", so target >= 0.98. The throughput ratio carries the
     machine's noise; the steadier figure is what the consoles cost the server with no scans:

@@ -20,6 +20,7 @@ from app.console import (
     stats_routes,
     webhook_routes,
 )
+from app.console.views import PoolViews
 
 STATIC = Path(str(files("app.console") / "static"))
 
@@ -45,6 +46,7 @@ class _StaticAssets:
 
 
 def mount(api: FastAPI) -> None:
+    api.state.console_views = PoolViews()
     api.mount("/console/static", _StaticAssets(), name="console-static")
     for module in (auth_routes, pool_routes, group_routes, poster_routes, stats_routes,
                    event_routes, webhook_routes, keys_routes):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from app.console.forms import (
 )
 from app.console.nav import pool_tabs
 from app.console.summary import PoolSummary, group_state, most_urgent_first, summarize
+from app.console.views import PoolViews
 from app.console.web import BASE, AdminCtx, ConsoleRoute, Ctx, PollCtx, ReadCtx, redirect
 from app.console.zones import all_zones, zone_choices
 from app.deps import pool_id_or_404
@@ -37,17 +38,23 @@ OVERVIEW_LIMIT = 200
 STRATEGIES = ("fill", "round_robin", "weighted", "least_filled")
 
 
-async def _summaries(ctx: Ctx) -> tuple[list[PoolSummary], int]:
+async def _summaries(ctx: Ctx, *, polled: bool = False) -> tuple[list[PoolSummary], int]:
     store = ctx.rt.store
+    views = pool_views(ctx)
     pools, total = await store.list_pools(limit=OVERVIEW_LIMIT)
     out = []
     for p in pools:
         try:
-            full = await store.get_pool(p.id, with_groups=True)
+            read = views.recent if polled else views.fresh
+            full = await read(store, p.id)
         except NotFound:  # deleted meanwhile
             continue
         out.append(summarize(full, ctx.now))
     return most_urgent_first(out), total
+
+
+def pool_views(ctx: Ctx) -> PoolViews:
+    return cast(PoolViews, ctx.request.app.state.console_views)
 
 
 def _signature(*parts: Any) -> str:
@@ -76,7 +83,7 @@ async def overview(ctx: ReadCtx) -> Response:
 
 @router.get("/live")
 async def overview_live(ctx: PollCtx, sig: str = "") -> Response:
-    summaries, total = await _summaries(ctx)
+    summaries, total = await _summaries(ctx, polled=True)
     new_sig = _overview_sig(summaries)
     return ctx.page("_overview_live.html", summaries=summaries, total=total, sig=new_sig,
                     whole=new_sig != sig)
@@ -132,16 +139,17 @@ async def create_pool(ctx: AdminCtx) -> Response:
 
 @router.get("/pools/{pool_id}")
 async def pool_page(ctx: ReadCtx, pool_id: str, done: str = "") -> Response:
-    pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id), with_groups=True)
+    pool = await pool_views(ctx).fresh(ctx.rt.store, pool_id_or_404(pool_id))
     return ctx.page("pool.html", active="pool", tab="groups", done=done,
                     **pool_context(ctx, pool))
 
 
 @router.get("/pools/{pool_id}/live")
 async def pool_live(ctx: PollCtx, pool_id: str, sig: str = "") -> Response:
-    """Polled every few seconds: one pool read through the service layer. Figures only, unless
-    the groups changed shape (added, removed, reordered, edited): then the whole section."""
-    pool = await ctx.rt.store.get_pool(pool_id_or_404(pool_id), with_groups=True)
+    """Polled every few seconds: the pool's shared view (at most one read per pool per couple of
+    seconds, however many consoles). Figures only, unless the groups changed shape (added,
+    removed, reordered, edited): then the whole section."""
+    pool = await pool_views(ctx).recent(ctx.rt.store, pool_id_or_404(pool_id))
     context = pool_context(ctx, pool)
     return ctx.page("_pool_live.html", whole=context["sig"] != sig, **context)
 
