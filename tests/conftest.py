@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from click.testing import CliRunner
 
 from app.embedded import RedisProcess, free_port
 from tests.api_helpers import Api, open_api
 from tests.helpers import SCAN_CLIENTS, Core, open_scan_core, start_primary_and_replica
 from tests.topology import Cluster, redis_cluster
+from tests.webhook_receiver import Receiver, receiving
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +61,21 @@ def redis_url(redis_server: RedisProcess) -> Iterator[str]:
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     with redis.Redis.from_url(redis_url) as c:
         yield c
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """redis-py's asyncio client on the test's server (a test file may define its own `client`)."""
+    c = aredis.Redis.from_url(redis_url)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 for webhooks."""
+    with receiving() as r:
+        yield r
 
 
 @pytest.fixture

@@ -35,13 +35,6 @@ class Clock:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    c = aredis.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 def store(client: aredis.Redis) -> ApiKeyStore:
     return ApiKeyStore(client)
 

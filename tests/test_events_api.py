@@ -182,10 +182,15 @@ async def test_cli_events_list(api: Api, redis_url: str) -> None:
     assert len(out.stderr.strip().splitlines()) == 1 and "nope" in out.stderr
 
 
-async def _polling(r: aredis.Redis) -> bool:
-    """A client (the tail) is reading a stream oldest first: it has its starting cursor."""
-    me = int(await r.client_id())
-    return any(c["cmd"] == "xrange" and int(c["id"]) != me for c in await r.client_list())
+async def _client_ids(r: aredis.Redis) -> set[int]:
+    return {int(c["id"]) for c in await r.client_list()}
+
+
+async def _polling(r: aredis.Redis, before: set[int]) -> bool:
+    """A client that was not there `before` (the tail's) is reading a stream oldest first: it
+    has its starting cursor. (The service's own connections may have read a stream too.)"""
+    return any(c["cmd"] == "xrange" and int(c["id"]) not in before
+               for c in await r.client_list())
 
 
 @pytest.mark.parametrize("where", ["pool", "feed"])
@@ -199,12 +204,13 @@ async def test_cli_events_tail_follows_from_now_on(api: Api, redis_url: str,
     if where == "pool":
         args += ["--pool", "evp"]
     env = {**os.environ, "LIVECODE_REDIS_URL": redis_url}
+    before = await _client_ids(api.redis)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", *args, env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while not await _polling(api.redis):
+        while not await _polling(api.redis, before):
             assert time.monotonic() < deadline and proc.returncode is None, "tail did not start"
             await asyncio.sleep(0.05)
         await api.ok("POST", "/pools/evp/resume")

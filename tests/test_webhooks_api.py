@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from app.webhooks.deliverer import enqueue
 from app.webhooks.store import delivery_id
 from tests.api_helpers import BASE, Api, assert_error, unchanged
 from tests.webhook_helpers import FAST, event, eventually
-from tests.webhook_receiver import OK_BODIES, Receiver, receiving
+from tests.webhook_receiver import OK_BODIES, Receiver
 
 W = "/webhooks"
 
@@ -61,12 +61,6 @@ async def strict_api(redis_url: str) -> AsyncIterator[Api]:
     """LIVECODE_WEBHOOK_ALLOW_PRIVATE off: the production default."""
     async with _open(redis_url, webhook_allow_private=False) as a:
         yield a
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiving() as r:
-        yield r
 
 
 async def test_create_shows_the_standard_secret_once(api: Api, rx: Receiver) -> None:

@@ -11,7 +11,6 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
 from pathlib import Path
 
@@ -37,21 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    c = aredis.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 async def store(client: aredis.Redis) -> WebhookStore:
     return await open_store(client)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiving() as r:
-        yield r
 
 
 async def deliverer(redis_url: str, client: aredis.Redis, **overrides: object) -> Deliverer:

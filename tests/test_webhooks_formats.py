@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote_plus
@@ -26,7 +25,7 @@ from app.webhooks.formats import MAX_CHAT_BYTES, truncate_utf8
 from app.webhooks.messages import event_text
 from app.webhooks.store import WebhookStore
 from tests.webhook_helpers import add, event, open_store, settings
-from tests.webhook_receiver import OK_BODIES, Received, Receiver, receiving
+from tests.webhook_receiver import OK_BODIES, Received, Receiver
 
 ZH = "[livecode] 春季活动: 预计 47 分钟后满员, 剩余 312 个名额"
 EN = "[livecode] Spring campaign: full in about 47 minutes at the current rate, 312 places left"
@@ -35,21 +34,8 @@ FEISHU_SECRET = "fS9kd83nLx0qPz7vT2wY"
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    c = aredis.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 async def store(client: aredis.Redis) -> WebhookStore:
     return await open_store(client)
-
-
-@pytest.fixture
-def rx() -> Iterator[Receiver]:
-    with receiving() as r:
-        yield r
 
 
 async def deliver(redis_url: str, client: aredis.Redis, store: WebhookStore, rx: Receiver,

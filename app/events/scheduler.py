@@ -17,11 +17,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from importlib.resources import files
 from typing import Any
 
 from app.events.model import EventPublic
-from app.events.store import FEED_MAX, SYSTEM, decode, event_id, pool_stream
+from app.events.store import FEED_MAX, SYSTEM, decode, event_id, pool_stream, script
 from app.stats.forecast import open_groups, simulate
 from app.stats.store import zone_offset_s
 from app.store import keys
@@ -102,8 +101,7 @@ class Dispatcher:
         self.store = store
         self.r = store.r
         self.sinks = list(sinks)
-        source = (files("app.events") / "feed_append.lua").read_text(encoding="utf-8")
-        self._append = self.r.register_script(source)
+        self._append = self.r.register_script(script("feed_append.lua"))
         self._forget = self.r.register_script(_FORGET)
 
     async def sources(self) -> list[str]:

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -89,45 +90,16 @@ def _make_cursor(stream_id: str) -> str:
     return base64.urlsafe_b64encode(stream_id.encode()).decode().rstrip("=")
 
 
-# Move a pool's events past the dispatcher's cursor to the system stream, and advance the
-# cursor over them. KEYS[1] cursors hash, KEYS[2] system stream. ARGV[1] pool id, ARGV[2] its
-# name, ARGV[3] the stream's length cap, then pairs: stream id, its fields as JSON.
-_MOVE = """
-local cursor = redis.call('HGET', KEYS[1], ARGV[1])
-local function after(a, b)
-  if not b then return true end
-  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
-  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
-  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
-  return ams > bms or (ams == bms and aseq > bseq)
-end
-local last, moved = cursor, 0
-for i = 4, #ARGV, 2 do
-  if after(ARGV[i], last) then
-    local f = cjson.decode(ARGV[i + 1])
-    local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*'}
-    for k, v in pairs(f) do
-      args[#args + 1] = k
-      args[#args + 1] = v
-    end
-    for _, kv in ipairs({{'id', ARGV[1] .. ':' .. ARGV[i]}, {'pool', ARGV[1]},
-                         {'pool_name', ARGV[2]}}) do
-      args[#args + 1] = kv[1]
-      args[#args + 1] = kv[2]
-    end
-    redis.call(unpack(args))
-    last, moved = ARGV[i], moved + 1
-  end
-end
-if last ~= cursor then redis.call('HSET', KEYS[1], ARGV[1], last) end
-return moved
-"""
+def script(name: str) -> str:
+    """One of this package's Lua scripts, after cursor.lua which they share."""
+    package = files("app.events")
+    return "".join((package / f).read_text(encoding="utf-8") for f in ("cursor.lua", name))
 
 
 class EventStore:
     def __init__(self, client: AnyRedis) -> None:
         self.r = client
-        self._move = client.register_script(_MOVE)
+        self._move = client.register_script(script("move_to_system.lua"))
 
     async def append_system(self, type: str, *, actor: str = "", pool_id: str | None = None,
                             pool_name: str | None = None, data: dict[str, Any] | None = None,
