@@ -31,20 +31,11 @@ def key_id(key: str) -> str:
 
 async def pool_events(api: Api, pool_id: str, **params: Any) -> list[dict[str, Any]]:
     """Every event of the pool, oldest first."""
-    items: list[dict[str, Any]] = []
-    after = None
-    while True:
-        q = {"pool": pool_id, "order": "asc", "limit": 500, **params}
-        if after:
-            q["after"] = after
-        page = await api.ok("GET", "/events", params=q, key="read")
-        items += page["items"]
-        if not page["items"]:
-            return items
-        after = page["next"]
+    return await feed(api, pool=pool_id, **params)
 
 
 async def feed(api: Api, **params: Any) -> list[dict[str, Any]]:
+    """Every event (of the pool given as `pool=`), oldest first, a page at a time."""
     items: list[dict[str, Any]] = []
     after = None
     while True:
