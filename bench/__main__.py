@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--consoles", type=int, default=20, help="consoles open in `consoles`")
     ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(names)}")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
-    ap.add_argument("--json", type=Path, default=HERE / "results.json")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="bench/results.json with the default --out, else --out's .json sibling")
     args = ap.parse_args(argv)
+    if args.json is None:
+        args.json = (HERE / "results.json" if args.out == HERE / "RESULTS.md"
+                     else args.out.with_suffix(".json"))
     if args.quick:
         args.rounds, args.duration, args.population, args.lua_calls = 1, 2.0, 10_000, 50_000
         args.stats_pools, args.scrape_pools = 100, 1_000

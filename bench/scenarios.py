@@ -600,11 +600,11 @@ STAT_KINDS = ("totals", "hour bucket", "day's visitors", "channels' visitors", "
 
 def _stats_zone(now_s: int) -> tuple[str, int]:
     """The zone of STATS_ZONES whose current statistics hour and day have the most time left
-    (stats.lua: hour = sec - (sec - offset) % 3600, day = (sec + offset) // 86400), so that a
+    (stats.lua: hour = sec - (sec + offset) % 3600, day = (sec + offset) // 86400), so that a
     run's scans land in one hour bucket and one day; and those seconds."""
     def left(zone: str) -> int:
         off = zone_offset_s(zone)
-        return min(3600 - (now_s - off) % 3600, 86400 - (now_s + off) % 86400)
+        return min(3600 - (now_s + off) % 3600, 86400 - (now_s + off) % 86400)
     zone = max(STATS_ZONES, key=left)
     return zone, left(zone)
 
@@ -660,7 +660,7 @@ def memory_stats(lab: Lab, cfg: Config) -> Section:
         raise SystemExit("memory_stats: the scans crossed their hour; run it again")
 
     offset = zone_offset_s(zone)
-    hour = started - (started - offset) % 3600
+    hour = started - (started + offset) % 3600
     day = (started + offset) // 86400
     found = [(kind, key) for pool_id in ids for kind, key in _stats_keys(pool_id, hour, day)]
     missing = [key for (_, key), there in zip(found, seeder.exists_each([k for _, k in found]),
