@@ -351,9 +351,9 @@ async def test_script_flush_mid_run_is_invisible(core: Core) -> None:
 
 
 async def _commands_per_scan(core: Core, pool_id: str, *, fresh: bool = False,
-                             by_name: bool = False) -> Any:
+                             by_name: bool = False, visitor_id: str | None = None) -> Any:
     await core.redis.config_resetstat()
-    await core.allocator.scan(pool_id, visitor(), fresh=fresh)
+    await core.allocator.scan(pool_id, visitor_id or visitor(), fresh=fresh)
     stats = await core.redis.info("commandstats")
     # the script's own commands: not EVALSHA/EVAL, nor CONFIG (Redis 7: config|resetstat), INFO
     calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()
@@ -372,6 +372,8 @@ RECORDER_COMMANDS = {
     "stats": {"time": 1, "hincrby": 3, "pfadd": 1},  # total, group's hour, rate; visitors
     "events": {},  # nothing unless a group fills, the pool runs low or out
 }
+# ... and for a returning visitor who keeps their group
+RETURNING_RECORDER_COMMANDS = {"time": 1, "hincrby": 2, "pfadd": 1}  # stats: total, hour; UV
 
 
 def _sum(*parts: dict[str, int]) -> dict[str, int]:
@@ -384,8 +386,8 @@ def _sum(*parts: dict[str, int]) -> dict[str, int]:
 @pytest.mark.plain_client_only("counts commands on one server's INFO commandstats")
 async def test_common_scan_runs_the_commands_of_its_phases(core: Core) -> None:
     """No expiry index and no sticky lookup for the common scan; a group that expires adds
-    nothing (the clock is read anyway), once one has expired the expiry index; a cookie adds
-    the sticky lookup."""
+    nothing (the clock is read anyway); a cookie adds the sticky lookup. A returning visitor
+    who keeps their group reads neither the index nor the allocation's pool fields."""
     assert set(RECORDER_COMMANDS) == set(scripts.RECORDERS)
     await seed(core.store, groups=[{"capacity": 100_000}] * 3)
     await core.allocator.scan("pool-a", visitor(), fresh=True)
@@ -396,7 +398,13 @@ async def test_common_scan_runs_the_commands_of_its_phases(core: Core) -> None:
     dated = await _commands_per_scan(core, "pool-a", fresh=True, by_name=True)
     assert dated == common, dated
     cookie = await _commands_per_scan(core, "pool-a", by_name=True)
-    assert cookie == {**dated, "get": 1}, cookie
+    # no sticky record for this cookie: the allocation's pool fields are read after the lookup
+    assert cookie == {**dated, "get": 1, "hmget": dated["hmget"] + 1}, cookie
+    # the same visitor again: pool, sticky record, its group's slot and fields; PV and UV
+    vid = visitor()
+    await core.allocator.scan("pool-a", vid, fresh=True)
+    again = await _commands_per_scan(core, "pool-a", by_name=True, visitor_id=vid)
+    assert again == {"hmget": 2, "get": 1, "hget": 1, **RETURNING_RECORDER_COMMANDS}, again
 
 
 async def test_scan_cost_does_not_grow_with_pool_size(core: Core) -> None:

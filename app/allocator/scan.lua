@@ -22,9 +22,17 @@ local n = batch and #KEYS - 1 or 1
 
 -- ===== READ =====================================================================================
 
-local pool = read(KEYS[1], POOL, 'status', 'name', 'strategy', 'mode', 'valid_from',
-                  'valid_until', 'sticky_ttl', 'next_expiry', 'rr_cursor', 'slots',
-                  'weight_total', 'draw_salt', 'room', 'capacity', unpack(RECORDED_FIELDS))
+-- A returning visitor who keeps their group needs only the fields of every scan; the fields of
+-- an allocation are read with them for a new visitor, and after the sticky record otherwise
+-- (Redis converts each field name and value on every call: bench/NOTES.md).
+local returning = call == CALL.known and ARGV[2] ~= ''
+local allocating = {'strategy', 'sticky_ttl', 'next_expiry', 'rr_cursor', 'slots', 'weight_total',
+                    'draw_salt', 'room', 'capacity', unpack(ALLOCATION_FIELDS)}
+local fields = {'status', 'name', 'mode', 'valid_from', 'valid_until', unpack(RECORDED_FIELDS)}
+if not returning then
+  for i = 1, #allocating do fields[#fields + 1] = allocating[i] end
+end
+local pool = read(KEYS[1], POOL, unpack(fields))
 if not pool.status then  -- no such pool: nothing is recorded, nothing written
   if not batch then return {OUTCOME.unknown} end
   local out = {}
@@ -33,7 +41,18 @@ if not pool.status then  -- no such pool: nothing is recorded, nothing written
 end
 local name = pool.name or ''
 local pool_mode = pool.mode or 'redirect'
-local strategy = pool.strategy or 'fill'
+local strategy, rr, fw_n, fw_total, fw_top = nil, nil, 0, 0, 1
+-- the allocation's fields, once read
+local function allocation_state()
+  if returning then
+    local more = read(KEYS[1], POOL, unpack(allocating))
+    for i = 1, #allocating do pool[allocating[i]] = more[allocating[i]] end
+  end
+  strategy = pool.strategy or 'fill'
+  rr = strategy == 'round_robin' and pool.rr_cursor or nil
+  fw_n, fw_total = tonumber(pool.slots or 0), tonumber(pool.weight_total or 0)
+  while fw_top * 2 <= fw_n do fw_top = fw_top * 2 end
+end
 
 -- The clock is read only when something depends on it: a schedule, a group that expires, the
 -- rate limit. A pool of groups that never expire needs no TIME at all.
@@ -57,8 +76,7 @@ local skip, nskip, purge = {}, 0, {}
 -- groups counted in order, how many scans each got, and each one's round-robin position.
 local groups, counted, added, positions = {}, {}, {}, {}
 local filled = {}  -- groups that reach their capacity in this call, in order
-local rr, rr_moved = strategy == 'round_robin' and pool.rr_cursor or nil, false
-local fw_n, fw_total = tonumber(pool.slots or 0), tonumber(pool.weight_total or 0)
+local rr_moved = false
 local last_gid = nil
 local rate_key = nil  -- the client's counter of the current minute, when the pool limits
 
@@ -170,8 +188,6 @@ local function pick_least_filled()
   return best
 end
 
-local fw_top = 1
-while fw_top * 2 <= fw_n do fw_top = fw_top * 2 end
 local function pick_weighted(vid)
   local total = fw_total - skipped_weight
   if total <= 0 then return nil end
@@ -312,7 +328,8 @@ end
 if closed then
   for i = 1, n do scans[i].reply = {closed, name} end
 else
-  local kept = not batch and call == CALL.known and ARGV[2] ~= '' and sticky_group(scans[1])
+  local kept = returning and sticky_group(scans[1])
+  if not kept then allocation_state() end
   local limited = not kept and over_rate_limit()
   if kept or limited then
     scans[1].reply = kept or limited

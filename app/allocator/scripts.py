@@ -39,7 +39,8 @@ def source(name: str, *, shebang: bool) -> str:
     parts = [(pkg / "lib.lua").read_text(encoding="utf-8")]
     if name == "scan":
         parts.append("local RECORDERS = {}  -- each {read = function(facts), write = ...}\n"
-                     "local RECORDED_FIELDS = {}  -- the pool fields they need read\n")
+                     "local RECORDED_FIELDS = {}  -- the pool fields every scan reads for them\n"
+                     "local ALLOCATION_FIELDS = {}  -- and those read when a call may allocate\n")
         parts += [(pkg / "recorders" / f"{r}.lua").read_text(encoding="utf-8")
                   for r in RECORDERS]
     parts.append((pkg / f"{name}.lua").read_text(encoding="utf-8"))

@@ -9,12 +9,12 @@
 --                   allocation of each minute, POOL.low_checked, once there were at least
 --                   DEFAULT.low_evidence allocations in them); at most once per low_every
 --                   minutes (POOL.low_at)
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'exhausted'
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_at'
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_minutes'
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_percent'
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_every'
-RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'low_checked'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'exhausted'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_at'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_minutes'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_percent'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_every'
+ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_checked'
 do
   local events, set_flag, clear_flag, low_now, checked = {}, false, false, nil, nil
 
