@@ -128,11 +128,15 @@ local function usable(gid)
 end
 
 -- The first usable group of an index, in its order, walking past the skipped ones a window at
--- a time: `fetch(offset, count)` reads the index from `offset`.
+-- a time: `fetch(offset, count)` reads the index from `offset`. The first window holds one
+-- member more than the skipped ones: the head is usable almost always, and each member read
+-- costs the call a string (a batch of new visitors picks once per visitor); once a group there
+-- turned out unusable, windows of 16 more.
 local function walk(fetch)
-  local offset = 0
+  local offset, more = 0, 1
   while budget > 0 do
-    local window = nskip + 16
+    local window = nskip + more
+    more = 16
     local list = fetch(offset, window)
     for i = 1, #list do
       local gid = list[i]
