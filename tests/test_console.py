@@ -4,7 +4,9 @@ the poster's sizes, and the headers and markup every console answer carries (ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import html
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -439,3 +441,42 @@ def test_a_read_key_sees_statistics_and_events_but_cannot_replace_a_code(
                              headers={"Origin": app_base})
             assert refused.status_code == 403
         assert api.get("/pools/look-only/groups").json()[0]["url"] == "https://t.me/+look"
+
+
+def test_polls_share_the_rendered_figures_only_within_a_language_and_role(
+    app_base: str, redis_url: str
+) -> None:
+    """The live figures of one read of a pool are rendered once and shared, but an admin's (a
+    link to replace an expiring code) never reach a read key's console, nor English a Chinese
+    one's."""
+    _, admin = make_key(redis_url, "admin")
+    _, viewer = make_key(redis_url, "read")
+    soon = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
+    with httpx.Client(base_url=app_base + "/api/v1", timeout=10,
+                      headers={"Authorization": f"Bearer {admin}"}) as api:
+        assert api.post("/pools", json={"id": "shared-view"}).status_code == 201
+        assert api.post("/pools/shared-view/groups", json={
+            "id": "g1", "url": "https://t.me/+soon", "expires_at": soon}).status_code == 201
+
+    sessions = [(who, lang, key) for who, key in (("admin", admin), ("read", viewer))
+                for lang in ("en", "zh-CN")]
+    seen: dict[tuple[str, str], str] = {}
+    with contextlib.ExitStack() as stack:
+        polls = []
+        for who, lang, key in sessions:  # every page first: the last one's read is shared
+            c = stack.enter_context(_signed_in(app_base, key))
+            page = c.get("/console/pools/shared-view", headers={"Accept-Language": lang})
+            poller = re.search(r'hx-get="(/console/pools/shared-view/live\?sig=[^"]+)"',
+                               page.text)
+            assert poller
+            polls.append((who, lang, c, html.unescape(poller.group(1))))
+        for who, lang, c, url in polls:  # within the shared view's couple of seconds
+            answer = c.get(url, headers={"Accept-Language": lang, "HX-Request": "true"})
+            assert answer.status_code == 200 and 'id="pool-stats"' in answer.text
+            assert 'id="groups"' not in answer.text  # the figures alone
+            seen[who, lang] = answer.text
+    replace = "/console/pools/shared-view/groups/g1/replace"
+    assert replace in seen["admin", "en"] and replace in seen["admin", "zh-CN"]
+    assert replace not in seen["read", "en"] and replace not in seen["read", "zh-CN"]
+    assert "Replace the code" in seen["admin", "en"]
+    assert "Replace the code" not in seen["admin", "zh-CN"]

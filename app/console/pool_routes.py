@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from fastapi import APIRouter, Response
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from app.console.forms import (
@@ -149,9 +150,16 @@ async def pool_live(ctx: PollCtx, pool_id: str, sig: str = "") -> Response:
     """Polled every few seconds: the pool's shared view (at most one read per pool per couple of
     seconds, however many consoles). Figures only, unless the groups changed shape (added,
     removed, reordered, edited): then the whole section."""
-    pool = await pool_views(ctx).recent(ctx.rt.store, pool_id_or_404(pool_id))
+    views = pool_views(ctx)
+    pool = await views.recent(ctx.rt.store, pool_id_or_404(pool_id))
     context = pool_context(ctx, pool)
-    return ctx.page("_pool_live.html", whole=context["sig"] != sig, **context)
+    if context["sig"] != sig:
+        return ctx.page("_pool_live.html", whole=True, **context)
+    # the figures alone: the same for every console of this language and role until the next
+    # read (what they cost: bench/, consoles)
+    role = "admin" if ctx.session.admin else "read"
+    return HTMLResponse(views.rendered(pool, (ctx.locale, role), lambda: ctx.html(
+        "_pool_live.html", whole=False, **context)))
 
 
 @router.get("/pools/{pool_id}/edit")

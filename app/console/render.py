@@ -37,6 +37,7 @@ def environment(locale: str) -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # package files: no os.stat of every template on every render
     )
     catalog = translations("console", locale)
     env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]

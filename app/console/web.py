@@ -148,8 +148,11 @@ class Ctx:
         return gettext_for(self.locale)
 
     def page(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return page(self.request, template, status, session=self.session, locale=self.locale,
-                    now=self.now, **context)
+        return HTMLResponse(self.html(template, **context), status_code=status)
+
+    def html(self, template: str, **context: Any) -> str:
+        return page_html(self.request, template, session=self.session, locale=self.locale,
+                         now=self.now, **context)
 
     async def reveal_next(self, what: str, ref: str, secret: str) -> None:
         """Show `secret` once, on this session's next page about `ref` (post, redirect, get)."""
@@ -179,10 +182,22 @@ def page(
     headers: Mapping[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    locale = locale or locale_of(request)
-    html = render(
+    html = page_html(request, template, session=session, locale=locale, now=now, **context)
+    return HTMLResponse(html, status_code=status, headers=dict(headers or {}))
+
+
+def page_html(
+    request: Request,
+    template: str,
+    *,
+    session: Session | None = None,
+    locale: str | None = None,
+    now: datetime | None = None,
+    **context: Any,
+) -> str:
+    return render(
         template,
-        locale,
+        locale or locale_of(request),
         request=request,
         session=session,
         path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
@@ -190,7 +205,6 @@ def page(
         csrf_field=CSRF_FIELD,
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers=dict(headers or {}))
 
 
 def redirect(url: str) -> RedirectResponse:
