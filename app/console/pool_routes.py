@@ -152,14 +152,18 @@ async def pool_live(ctx: PollCtx, pool_id: str, sig: str = "") -> Response:
     removed, reordered, edited): then the whole section."""
     views = pool_views(ctx)
     pool = await views.recent(ctx.rt.store, pool_id_or_404(pool_id))
-    context = pool_context(ctx, pool)
-    if context["sig"] != sig:
-        return ctx.page("_pool_live.html", whole=True, **context)
+    role = "admin" if ctx.session.admin else "read"
+
+    def figures() -> tuple[str, str]:
+        context = pool_context(ctx, pool)
+        return context["sig"], ctx.html("_pool_live.html", whole=False, **context)
+
     # the figures alone: the same for every console of this language and role until the next
     # read (what they cost: bench/, consoles)
-    role = "admin" if ctx.session.admin else "read"
-    return HTMLResponse(views.rendered(pool, (ctx.locale, role), lambda: ctx.html(
-        "_pool_live.html", whole=False, **context)))
+    current, html = views.rendered(pool, (ctx.locale, role), figures)
+    if current == sig:
+        return HTMLResponse(html)
+    return ctx.page("_pool_live.html", whole=True, **pool_context(ctx, pool))
 
 
 @router.get("/pools/{pool_id}/edit")

@@ -20,7 +20,7 @@ class PoolViews:
     def __init__(self, max_age_s: float = 2.0) -> None:
         self.max_age_s = max_age_s
         self._views: dict[str, tuple[float, asyncio.Future[PoolPublic]]] = {}
-        self._html: dict[tuple[str, ...], tuple[PoolPublic, str]] = {}
+        self._html: dict[tuple[str, ...], tuple[PoolPublic, tuple[str, str]]] = {}
 
     async def fresh(self, store: PoolStore, pool_id: str) -> PoolPublic:
         """Read now (a page), and share it with the polls that follow."""
@@ -45,9 +45,11 @@ class PoolViews:
                 del self._views[pool_id]  # an error or a gone pool is not kept
             raise
 
-    def rendered(self, pool: PoolPublic, key: tuple[str, ...], render: Callable[[], str]) -> str:
+    def rendered(self, pool: PoolPublic, key: tuple[str, ...],
+                 render: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         """`render()` of this very read of the pool (the object `recent` shared), once per
-        `key`: what else the page depends on (the language, the role)."""
+        `key`: what else the page depends on (the language, the role). It gives the structure's
+        signature and the figures' HTML."""
         entry = (pool.id, *key)
         hit = self._html.get(entry)
         if hit is not None and hit[0] is pool:
