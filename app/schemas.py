@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -65,6 +66,19 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 Time = Annotated[datetime, BeforeValidator(_no_number), AfterValidator(_utc)]
 
 
+def _no_bool(value: Any) -> Any:
+    """JSON's true and false are not numbers: pydantic alone would take them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+# What a client sends: a number is never a boolean, a boolean is only true or false (pydantic
+# alone also takes 1, 0, "yes", "off"...).
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Bool = StrictBool
+
+
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
@@ -106,15 +120,15 @@ class Fallback(_Model):
 class Alerts(_Model):
     """When the pool's alerts fire (events, webhooks); absent values keep the defaults."""
 
-    low_minutes: int = Field(default=ALERT_DEFAULTS["low_minutes"], ge=1, le=7 * 24 * 60,
+    low_minutes: Int = Field(default=ALERT_DEFAULTS["low_minutes"], ge=1, le=7 * 24 * 60,
                              description="pool.low when it runs out within this many minutes "
                              "at the current rate")
-    low_percent: int = Field(default=ALERT_DEFAULTS["low_percent"], ge=0, le=100,
+    low_percent: Int = Field(default=ALERT_DEFAULTS["low_percent"], ge=0, le=100,
                              description="or when less than this percent of its capacity is "
                              "left")
-    low_every_minutes: int = Field(default=ALERT_DEFAULTS["low_every"], ge=1, le=24 * 60,
+    low_every_minutes: Int = Field(default=ALERT_DEFAULTS["low_every"], ge=1, le=24 * 60,
                                    description="at most one pool.low per this many minutes")
-    expiring_hours: int = Field(default=ALERT_DEFAULTS["expiring_hours"], ge=1, le=7 * 24,
+    expiring_hours: Int = Field(default=ALERT_DEFAULTS["expiring_hours"], ge=1, le=7 * 24,
                                 description="group.expiring this many hours before a code "
                                 "expires")
 
@@ -127,7 +141,7 @@ class PoolCreate(_Model):
     mode: Mode = "redirect"
     valid_from: Time | None = None
     valid_until: Time | None = None
-    sticky_ttl_s: int = Field(default=DEFAULT_STICKY_TTL_S, ge=60, le=366 * 24 * 3600)
+    sticky_ttl_s: Int = Field(default=DEFAULT_STICKY_TTL_S, ge=60, le=366 * 24 * 3600)
     fallback: Fallback = Field(default_factory=Fallback)
     timezone: TimeZone | None = Field(default=None, description="IANA name: the days its "
                                       "statistics count in (default: LIVECODE_TIMEZONE)")
@@ -149,7 +163,7 @@ class PoolUpdate(_Model):
     mode: Mode | None = None
     valid_from: Time | None = None
     valid_until: Time | None = None
-    sticky_ttl_s: int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
+    sticky_ttl_s: Int | None = Field(default=None, ge=60, le=366 * 24 * 3600)
     fallback: Fallback | None = None
     timezone: TimeZone | None = None
     language: LocaleName | None = None
@@ -160,20 +174,20 @@ class GroupCreate(_Model):
     id: GroupId | None = None
     name: Name = ""
     url: UrlStr
-    capacity: int = Field(default=DEFAULT_CAPACITY, ge=1, le=100_000)
+    capacity: Int = Field(default=DEFAULT_CAPACITY, ge=1, le=100_000)
     expires_at: Time | None = None
-    weight: int = Field(default=DEFAULT_WEIGHT, ge=1, le=10_000)
-    enabled: bool = True
+    weight: Int = Field(default=DEFAULT_WEIGHT, ge=1, le=10_000)
+    enabled: Bool = True
     mode: Mode | None = Field(default=None, description="null: the pool's mode")
 
 
 class GroupUpdate(_Model):
     name: Name | None = None
     url: UrlStr | None = None
-    capacity: int | None = Field(default=None, ge=1, le=100_000)
+    capacity: Int | None = Field(default=None, ge=1, le=100_000)
     expires_at: Time | None = None
-    weight: int | None = Field(default=None, ge=1, le=10_000)
-    enabled: bool | None = None
+    weight: Int | None = Field(default=None, ge=1, le=10_000)
+    enabled: Bool | None = None
     mode: Mode | None = None
 
 

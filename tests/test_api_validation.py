@@ -270,6 +270,15 @@ INVALID_BODIES: list[Any] = [
     pytest.param("PATCH", "/pools/pool-a/groups/g1", {"count": 0}, id="patch-count"),
     pytest.param("PATCH", "/pools/pool-a/groups/g1", {"mode": "popup"}, id="patch-mode"),
     pytest.param("PATCH", "/pools/pool-a/groups/g1", b"nope", id="patch-group-bad-json"),
+    # JSON booleans are not numbers, nor numbers booleans (pydantic alone takes both)
+    pytest.param("PATCH", "/pools/pool-a/groups/g1", {"capacity": True}, id="patch-capacity-true"),
+    pytest.param("POST", "/pools/pool-a/groups", {"url": "https://c.example/x", "weight": True},
+                 id="weight-true"),
+    pytest.param("PATCH", "/pools/pool-a/groups/g1", {"enabled": 0}, id="patch-enabled-0"),
+    pytest.param("POST", "/pools/pool-a/groups", {"url": "https://c.example/x", "enabled": "yes"},
+                 id="enabled-yes"),
+    pytest.param("PATCH", "/pools/pool-a", {"alerts": {"low_percent": True}},
+                 id="patch-alerts-true"),
 ]
 
 

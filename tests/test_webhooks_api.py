@@ -154,6 +154,7 @@ async def test_auth(api: Api, rx: Receiver) -> None:
     ({"url": "https://8.8.8.8/hook", "secret": "not-whsec"}, "secret"),
     ({"url": "https://8.8.8.8/hook", "format": "dingtalk", "secret": "has space"}, "secret"),
     ({"url": "https://8.8.8.8/hook", "colour": "red"}, "colour"),
+    ({"url": "https://8.8.8.8/hook", "enabled": 1}, "enabled"),  # a number is not a boolean
     ({}, "url"),
 ])
 async def test_invalid_input_is_422_and_changes_nothing(

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.events.model import EVENT_TYPES, EventPublic, EventType
-from app.schemas import Name, PoolId, UrlStr
+from app.schemas import Bool, Name, PoolId, UrlStr
 
 WebhookFormat = Literal["standard", "wecom", "dingtalk", "feishu", "slack"]
 FORMATS: tuple[str, ...] = get_args(WebhookFormat)
@@ -51,7 +51,7 @@ class WebhookCreate(_Model):
     format: WebhookFormat = "standard"
     events: EventTypes | None = Field(default=None, description=_EVENTS_DOC)
     pools: PoolIds | None = Field(default=None, description=_POOLS_DOC)
-    enabled: bool = True
+    enabled: Bool = True
     name: Name = ""
     secret: Secret | None = Field(default=None, description=_SECRET_DOC)
 
@@ -64,7 +64,7 @@ class WebhookUpdate(_Model):
     format: WebhookFormat | None = None
     events: EventTypes | None = Field(default=None, description=_EVENTS_DOC)
     pools: PoolIds | None = Field(default=None, description=_POOLS_DOC)
-    enabled: bool | None = None
+    enabled: Bool | None = None
     name: Name | None = None
     secret: Secret | None = Field(default=None, description=_SECRET_DOC)
 
