@@ -14,7 +14,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -73,10 +72,17 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
-# What a client sends: a number is never a boolean, a boolean is only true or false (pydantic
-# alone also takes 1, 0, "yes", "off"...).
+def _boolean_not_number(value: Any) -> Any:
+    """JSON's numbers are not booleans: pydantic alone would take 1 and 0. Text stays allowed
+    ("true", "false"): upload forms send their fields as text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("must be true or false, not a number")
+    return value
+
+
+# What a client sends: a number is never a boolean, nor a boolean a number.
 Int = Annotated[int, BeforeValidator(_no_bool)]
-Bool = StrictBool
+Bool = Annotated[bool, BeforeValidator(_boolean_not_number)]
 
 
 @cache

@@ -275,8 +275,8 @@ INVALID_BODIES: list[Any] = [
     pytest.param("POST", "/pools/pool-a/groups", {"url": "https://c.example/x", "weight": True},
                  id="weight-true"),
     pytest.param("PATCH", "/pools/pool-a/groups/g1", {"enabled": 0}, id="patch-enabled-0"),
-    pytest.param("POST", "/pools/pool-a/groups", {"url": "https://c.example/x", "enabled": "yes"},
-                 id="enabled-yes"),
+    pytest.param("POST", "/pools/pool-a/groups", {"url": "https://c.example/x", "enabled": 1},
+                 id="enabled-1"),
     pytest.param("PATCH", "/pools/pool-a", {"alerts": {"low_percent": True}},
                  id="patch-alerts-true"),
 ]
