@@ -66,7 +66,8 @@ end
 local scans = {}
 for i = 1, n do
   local at = i == 1 and 2 or 2 * i + 1
-  scans[i] = {visitor = ARGV[at], channel = ARGV[at + 1]}
+  -- every field at once: a table made with two grows, rehashed, when the third is set
+  scans[i] = {visitor = ARGV[at], channel = ARGV[at + 1], reply = false, slot = false}
 end
 
 -- Open groups found unusable (expired, or full by the picks so far): skipped by every later
@@ -152,11 +153,15 @@ local function walk(fetch)
   return nil
 end
 
+-- (Redis formats a number argument with snprintf: the usual first window, 0 to 0, goes as
+-- strings.)
 local function by_rank(key)
   return function(offset, count)
-    return redis.call('ZRANGE', key, offset == 0 and '0' or offset, offset + count - 1)
+    local last = offset + count - 1
+    return redis.call('ZRANGE', key, offset == 0 and '0' or offset, last == 0 and '0' or last)
   end
 end
+local by_position = nil  -- by_rank(KEY.open), made by the first pick that needs it
 
 -- Equal fill ratios are ordered by member, bytewise as a sorted set does (Lua's own string
 -- comparison follows the server's locale).
@@ -223,14 +228,16 @@ end
 
 local function pick(vid)
   if strategy == 'fill' or (strategy ~= 'weighted' and strategy ~= 'least_filled' and not rr) then
-    return walk(by_rank(P .. KEY.open))
+    by_position = by_position or by_rank(P .. KEY.open)
+    return walk(by_position)
   end
   if strategy == 'round_robin' then
     local gid, g = walk(function(offset, count)
       return redis.call('ZRANGEBYSCORE', P .. KEY.open, '(' .. rr, '+inf', 'LIMIT', offset, count)
     end)
     if gid then return gid, g end
-    return walk(by_rank(P .. KEY.open))
+    by_position = by_position or by_rank(P .. KEY.open)
+    return walk(by_position)
   end
   while budget > 0 do
     local gid

@@ -46,8 +46,8 @@ do
         event('group.expired', e[1], {expires_at = tonumber(e[2])})
       end
       local fallbacks = 0
-      for _, s in ipairs(facts.scans) do
-        if s.reply[1] == OUTCOME.fallback then fallbacks = fallbacks + 1 end
+      for i = 1, #facts.scans do
+        if facts.scans[i].reply[1] == OUTCOME.fallback then fallbacks = fallbacks + 1 end
       end
       local exhausted = pool.exhausted == '1'
       if exhausted and facts.allocated > 0 then

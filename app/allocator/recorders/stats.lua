@@ -45,7 +45,8 @@ do
 
       -- the channels of this call, as counted: known, newly registered, or ~other
       local named, wanted = {}, {}
-      for _, s in ipairs(facts.scans) do
+      for i = 1, #facts.scans do
+        local s = facts.scans[i]
         if s.channel ~= '' and not named[s.channel] then
           named[s.channel] = true
           wanted[#wanted + 1] = s.channel
@@ -75,27 +76,44 @@ do
         end
       end
 
-      for _, s in ipairs(facts.scans) do
+      -- counted per group and channel first: each field's name is made once per call, not
+      -- once per scan (a batch of new visitors mostly lands in one group)
+      local per_group, per_channel, scans = {}, {}, facts.scans
+      for i = 1, #scans do
+        local s = scans[i]
         local outcome = s.reply[1]
         local f = outcome_field[outcome] or outcome
-        bump(totals, f, 1)
+        totals[f] = (totals[f] or 0) + 1
         if outcome == OUTCOME.new or outcome == OUTCOME.sticky then
-          bump(bucket, 'g:' .. s.reply[2] .. ':' .. f, 1)
+          local counts = per_group[s.reply[2]]
+          if not counts then
+            counts = {}
+            per_group[s.reply[2]] = counts
+          end
+          counts[f] = (counts[f] or 0) + 1
         else
           bump(bucket, f, 1)
         end
         local ch = as_counted[s.channel]
         if ch then
-          bump(bucket, 'c:' .. ch .. ':' .. f, 1)
-          if outcome == OUTCOME.new then bump(totals, 'c:' .. ch, 1) end
-          local list = channel_visitors[ch]
-          if not list then
-            list = {}
-            channel_visitors[ch] = list
+          local counts = per_channel[ch]
+          if not counts then
+            counts = {}
+            per_channel[ch] = counts
+            channel_visitors[ch] = {}
           end
+          counts[f] = (counts[f] or 0) + 1
+          local list = channel_visitors[ch]
           list[#list + 1] = s.visitor
         end
         if s.visitor ~= '' then visitors[#visitors + 1] = s.visitor end
+      end
+      for gid, counts in pairs(per_group) do
+        for f, k in pairs(counts) do bump(bucket, 'g:' .. gid .. ':' .. f, k) end
+      end
+      for ch, counts in pairs(per_channel) do
+        for f, k in pairs(counts) do bump(bucket, 'c:' .. ch .. ':' .. f, k) end
+        if counts[OUTCOME.new] then bump(totals, 'c:' .. ch, counts[OUTCOME.new]) end
       end
     end,
 
