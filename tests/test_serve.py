@@ -111,6 +111,8 @@ async def test_embedded_default_keeps_data_across_restart(tmp_path: Path) -> Non
     first_log = (tmp_path / "serve.log").read_text()
     key = re.search(r"admin API key \(shown once, store it now\): (lc_\S+)", first_log)
     assert key, first_log
+    # no LIVECODE_PUBLIC_URL: posters would encode the loopback address it is bound to
+    assert f"warning: the poster URL {base} is a loopback address" in first_log, first_log
 
     with serve("--data-dir", str(data), env={}, cwd=tmp_path) as base:
         results = await scan_all(base, 3, "/s/demo")
