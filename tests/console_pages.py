@@ -58,10 +58,14 @@ class Watch:
 def open_page(browser: Browser) -> Iterator[Callable[..., tuple[Page, Watch]]]:
     contexts: list[tuple[BrowserContext, Watch]] = []
 
-    def make(locale: str = "en-US", width: int = 1280) -> tuple[Page, Watch]:
+    def make(locale: str = "en-US", width: int = 1280,
+             user_agent: str | None = None) -> tuple[Page, Watch]:
+        """`user_agent`: a person's browser; headless Chromium's own is taken for a link
+        preview by the scan path, which then shows its neutral page."""
         context = browser.new_context(
             locale=locale, viewport={"width": width, "height": 900},
             extra_http_headers={"Accept-Language": locale}, accept_downloads=True,
+            user_agent=user_agent,
         )
         # init scripts run before the page's own and are not subject to its CSP
         context.add_init_script(

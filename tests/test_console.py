@@ -480,3 +480,33 @@ def test_polls_share_the_rendered_figures_only_within_a_language_and_role(
     assert replace not in seen["read", "en"] and replace not in seen["read", "zh-CN"]
     assert "Replace the code" in seen["admin", "en"]
     assert "Replace the code" not in seen["admin", "zh-CN"]
+
+
+@pytest.mark.parametrize("public_url, secure", [("https://qr.example.com", True),
+                                                ("http://qr.example.com", False)])
+def test_the_session_cookie_is_secure_under_https(redis_url: str, public_url: str,
+                                                  secure: bool) -> None:
+    """Behind a TLS-terminating proxy (public URL https) the session cookie is Secure; it is
+    always HttpOnly and SameSite=Strict, and sign-out clears it the same way."""
+    _, key = make_key(redis_url, "admin", "cookie test")
+    with running_app(redis_url, public_url=public_url) as base, \
+            httpx.Client(base_url=base, headers={"Origin": base}) as http:
+        r = http.post("/console/signin", data={"key": key, "next": "/console"})
+        assert r.status_code == 303, r.text
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith("lc_console=")
+        attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+        assert {"httponly", "samesite", "path", "max-age"} <= attributes
+        assert "samesite=strict" in cookie.lower()
+        assert ("secure" in attributes) is secure
+        token = r.cookies["lc_console"]
+        # sent by hand: a client keeps a Secure cookie for https only
+        session = {"Cookie": f"lc_console={token}"}
+        page = http.get("/console", headers=session)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf, page.text[:500]
+        out = http.post("/console/signout", data={"csrf": csrf.group(1)}, headers=session)
+        assert out.status_code == 303
+        cleared = out.headers["set-cookie"]
+        assert cleared.startswith('lc_console=""') or "max-age=0" in cleared.lower()
+        assert ("secure" in cleared.lower()) is secure

@@ -466,3 +466,97 @@ def test_the_main_flow_in_chinese(
     expect(page.locator("#groups-h")).to_have_text("群码")
     page.goto(server + "/console/keys")
     expect(page.locator("h1")).to_have_text("API 密钥")
+
+    # pause and resume, a poster downloaded and decoded, and sign out, in Chinese
+    page.goto(server + "/console/pools/autumn-camp")
+    page.get_by_role("button", name="暂停").click()
+    expect(page.locator("#pool-head")).to_contain_text("已暂停")
+    assert stored(r, "autumn-camp", "status") == "paused"
+    page.get_by_role("button", name="恢复").click()
+    expect(page.locator("#pool-head")).to_contain_text("进行中")
+    assert stored(r, "autumn-camp", "status") == "active"
+    page.get_by_role("link", name="海报").click()
+    with page.expect_download() as info:
+        page.locator(".poster").first.get_by_role("link", name=re.compile("^PNG 10")).click()
+    decoded = zxingcpp.read_barcodes(Image.open(info.value.path()))
+    assert [c.text for c in decoded] == [f"{server}/s/autumn-camp"]
+    sessions = len(list(r.scan_iter(match=keys.CONSOLE_PREFIX + "s:*")))
+    page.get_by_role("button", name="退出登录").click()
+    expect(page.locator("h1")).to_have_text("登录活码控制台")
+    assert len(list(r.scan_iter(match=keys.CONSOLE_PREFIX + "s:*"))) == sessions - 1
+
+
+PHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+def test_a_pool_set_up_and_steered_by_hand(
+    server: str, admin_key: str, r: redis.Redis,
+    open_page: Callable[..., tuple[Page, Watch]],
+) -> None:
+    """The controls the main flow leaves alone: strategy, QR page mode, schedule, sticky time
+    and a fallback link at creation; groups added by invite link; disable, enable, reset;
+    and the scan link opened from the pool page."""
+    page, _ = open_page(user_agent=PHONE_UA)
+    signin(page, server, admin_key)
+    page.goto(server + "/console/pools/new")
+    page.fill("#p-id", "by-hand")
+    page.fill("#p-name", "By hand")
+    page.select_option("#p-strategy", "round_robin")
+    page.check("input[name=mode][value=page]")
+    page.fill("#p-sticky", "2")
+    page.fill("#p-from", "2020-01-01T00:00")
+    page.fill("#p-until", "2040-06-30T18:30")
+    page.check("input[name=fallback_kind][value=link]")
+    page.fill("#p-fb-url", "https://example.com/all-full")
+    page.click("form.pool-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/console/pools/by-hand\?done=created"),
+                             timeout=WAIT_MS)
+    assert stored(r, "by-hand", "strategy") == "round_robin"
+    assert stored(r, "by-hand", "mode") == "page"
+    assert stored(r, "by-hand", "ttl") == "7200"
+    assert stored(r, "by-hand", "vf") == "1577836800000"  # 2020-01-01 00:00 UTC
+    assert stored(r, "by-hand", "vu") == "2224693800000"  # 2040-06-30 18:30 UTC
+    assert stored(r, "by-hand", "fb_url") == "https://example.com/all-full"
+
+    # two groups by invite link, one place each
+    for i in (1, 2):
+        page.fill("#g-url", f"https://chat.whatsapp.com/ByHand{i}")
+        page.fill("#g-capacity", "1")
+        page.get_by_role("button", name="Add", exact=True).click()
+        expect(page.locator("#group-rows tr")).to_have_count(i, timeout=WAIT_MS)
+    assert r.hget(keys.group("by-hand", "g2"), "url") == b"https://chat.whatsapp.com/ByHand2"
+
+    # disabled, g1 is skipped; enabled again, it is next
+    page.get_by_role("button", name="Disable g1").click()
+    expect(page.get_by_role("button", name="Enable g1")).to_be_visible()
+    assert r.hget(keys.group("by-hand", "g1"), "en") == b"0"
+    expect(page.locator("#next-group")).to_contain_text("g2", timeout=WAIT_MS)
+    page.get_by_role("button", name="Enable g1").click()
+    expect(page.get_by_role("button", name="Disable g1")).to_be_visible()
+    assert r.hget(keys.group("by-hand", "g1"), "en") == b"1"
+    expect(page.locator("#next-group")).to_contain_text("g1", timeout=WAIT_MS)
+
+    # the scan link, opened from the page: the QR page of g1 (page mode), which fills g1
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="Open the scan link in a new tab").click()
+    scanned = opened.value
+    scanned.wait_for_load_state()
+    assert scanned.url == f"{server}/s/by-hand"
+    expect(scanned.locator('a[href="https://chat.whatsapp.com/ByHand1"]')).to_have_count(1)
+    scanned.close()
+    expect(page.locator("#gfill-g1")).to_contain_text("Full", timeout=WAIT_MS)
+
+    # reset, confirmed: g1 takes visitors again
+    page.get_by_role("link", name="Reset count g1").click()
+    page.get_by_role("button", name="Reset the count").click()
+    expect(page.locator("#gfill-g1 .count")).to_have_text("0 / 1", timeout=WAIT_MS)
+    assert int(r.hget(keys.group("by-hand", "g1"), "c") or 0) == 0
+
+    # round robin: g2 is next after g1, then g1 again; then the pool is full and the next
+    # visitor goes to the fallback link
+    assert 'href="https://chat.whatsapp.com/ByHand2"' in scan(server, "by-hand").text
+    assert 'href="https://chat.whatsapp.com/ByHand1"' in scan(server, "by-hand").text
+    full = scan(server, "by-hand")
+    assert full.status_code == 302
+    assert full.headers["location"] == "https://example.com/all-full"
