@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         cut = {}
         for phase, line in PHASES:
             at = source.find(line)
-            if at >= 0:
-                cut[phase] = client.script_load(source[:at] + "do return 1 end\n" + source[at:])
+            if at < 0:  # scan.lua changed: the phases here must follow it
+                raise SystemExit(f"script_cost: no line {line!r} in scan.lua for {phase!r}")
+            cut[phase] = client.script_load(source[:at] + "do return 1 end\n" + source[at:])
 
         def run(script: str, send: Callable[[redis.client.Pipeline, str], None],
                 calls: int) -> float:
