@@ -4,7 +4,6 @@ which no phone can open, the API, the CLI and `serve` say so."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,15 +83,10 @@ async def test_a_public_url_gives_posters_without_a_warning(public: httpx.AsyncC
     assert pool["poster_warning"] is None
 
 
-def test_the_cli_warns_when_the_poster_is_loopback(redis_url: str, tmp_path: Path,
+def test_the_cli_warns_when_the_poster_is_loopback(cli: CliRunner, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LIVECODE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("LIVECODE_REDIS_URL", redis_url)
+    monkeypatch.delenv("LIVECODE_PUBLIC_URL")  # the `cli` fixture sets one
     monkeypatch.setenv("LIVECODE_PORT", "8124")
-    monkeypatch.chdir(tmp_path)
-    cli = CliRunner()
     assert cli.invoke(main, ["pools", "create", "spring"]).exit_code == 0
     result = cli.invoke(main, ["qr", "spring", "-o", "poster.png"])
     assert result.exit_code == 0, result.stderr
