@@ -60,6 +60,7 @@ class Runtime:
                 shebang=shebang,
                 deadline_s=settings.deadline_s,
                 rate_limit=settings.scan_rate_limit_per_min,
+                function=shebang and settings.scan_function,
             ),
             apikeys=ApiKeyStore(client),
             pool_metrics=PoolMetrics(store, settings.metrics_cache_s),

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         description="request line and headers; larger heads get 431 before they are read whole",
     )
     redis_max_inflight: int = Field(default=10_000, ge=1)
+    scan_function: bool = Field(
+        default=True,
+        description="on Redis 7+, load the scan script as a function library and FCALL it "
+                    "(off: EVALSHA, e.g. for an ACL user without FUNCTION LOAD)",
+    )
     redis_cluster: bool = Field(default=False, description="the URL names a Redis Cluster node")
     redis_sentinels: str = Field(default="", description="host:port,host:port of sentinels")
     redis_sentinel_master: str = "livecode"

@@ -13,7 +13,13 @@ from click.testing import CliRunner
 
 from app.embedded import RedisProcess, free_port
 from tests.api_helpers import Api, open_api
-from tests.helpers import SCAN_CLIENTS, Core, open_scan_core, start_primary_and_replica
+from tests.helpers import (
+    SCAN_CLIENTS,
+    Core,
+    flush_scripts,
+    open_scan_core,
+    start_primary_and_replica,
+)
 from tests.topology import Cluster, redis_cluster
 from tests.webhook_receiver import Receiver, receiving
 
@@ -53,7 +59,7 @@ def redis_url(redis_server: RedisProcess) -> Iterator[str]:
     """The shared server, emptied (data and script cache) before each test."""
     with redis_server.client() as c:
         c.flushall()
-        c.script_flush()
+        flush_scripts(c)
     yield redis_server.url
 
 
@@ -157,13 +163,14 @@ def scan_backend(request: pytest.FixtureRequest) -> tuple[str, str]:
         primary: RedisProcess = request.getfixturevalue("replicated_server")
         with primary.client() as c:
             c.flushall()
-            c.script_flush()
+            flush_scripts(c)
         return kind, primary.url
     assert kind == "cluster", kind
     cluster: Cluster = request.getfixturevalue("scan_cluster")
     for node in cluster.nodes:  # every node is a primary
         node.call("FLUSHALL")
         node.call("SCRIPT", "FLUSH")
+        node.call("FUNCTION", "FLUSH")
     return kind, cluster.url
 
 

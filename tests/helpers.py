@@ -240,6 +240,26 @@ async def expire_groups(
     return at
 
 
+def flush_scripts(client: redis.Redis) -> None:
+    """SCRIPT FLUSH and, on Redis 7+, FUNCTION FLUSH: the scan script is a function there."""
+    client.script_flush()
+    if int(str(client.info("server")["redis_version"]).split(".")[0]) >= 7:
+        client.function_flush()
+
+
+async def flush_scripts_async(client: aredis.Redis) -> None:
+    """flush_scripts for an asyncio client."""
+    await client.script_flush()
+    if int(str(await server_version(client)).split(".")[0]) >= 7:
+        await client.function_flush()
+
+
+def script_calls(commandstats: dict[str, Any], field: str = "calls") -> int:
+    """`field` of INFO commandstats summed over the ways a script is called."""
+    return sum(int(commandstats.get(f"cmdstat_{c}", {}).get(field, 0))
+               for c in ("evalsha", "eval", "fcall"))
+
+
 def until_a_replica_acknowledges(primary: redis.Redis) -> None:
     """A replica whose link is up may not acknowledge yet: the first WAIT after a sync sometimes
     got 0 within the 50-100 ms the WAIT-mode tests allow. One generous WAIT before those."""

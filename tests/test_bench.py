@@ -107,17 +107,23 @@ def test_batch_probe_runs() -> None:
     assert all("us of Redis per scan" in line for line in proc.stdout.splitlines())
 
 
-def test_script_cost_runs() -> None:
-    """`python -m bench.script_cost` (NOTES.md's figures per scan.lua call) runs, finds every
-    phase boundary it cuts at in the loaded script, and prints a cost for each case."""
+@pytest.mark.parametrize(("mode", "cuts"), [([], 4), (["--script"], 6)])
+def test_script_cost_runs(mode: list[str], cuts: int) -> None:
+    """`python -m bench.script_cost` (NOTES.md's figures per scan.lua call), for the scan as a
+    function and as a script, runs, finds every phase boundary it cuts at in the loaded
+    source (a library has no cuts among its definitions, made once), and prints a cost for
+    each case."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.script_cost", "--calls", "400", "--rounds", "1"],
+        [sys.executable, "-m", "bench.script_cost", "--calls", "400", "--rounds", "1", *mode],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    figures = {line[:58].strip(): float(line[58:].split()[0]) for line in proc.stdout.splitlines()}
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("the scan as a script (EVALSHA)" if mode
+                        else "the scan as a function (FCALL)"), proc.stdout
+    figures = {line[:58].strip(): float(line[58:].split()[0]) for line in lines[1:]}
     phases = [name for name in figures if name.startswith("new visitor, up to: ")]
-    assert len(phases) == 7, proc.stdout
+    assert len(phases) == cuts, proc.stdout
     assert {"returning visitor", "new visitor", "batch of 1", "batch of 13", "batch of 26",
             "each visitor more in a batch"} <= set(figures), proc.stdout
     assert all(figures[name] > 0 for name in ("new visitor", "batch of 13", "batch of 26"))

@@ -16,7 +16,7 @@ from asgi_lifespan import LifespanManager
 from app.embedded import RedisProcess
 from app.main import create_app
 from app.settings import Settings
-from tests.helpers import counts, open_core, seed
+from tests.helpers import counts, flush_scripts_async, open_core, seed
 
 DEADLINE_MS = 250
 SLACK_S = 0.15
@@ -122,7 +122,7 @@ async def test_script_flush_under_http_load_is_invisible(
             async def flusher() -> None:
                 for _ in range(5):
                     await asyncio.sleep(0.02)
-                    await core.redis.script_flush()
+                    await flush_scripts_async(core.redis)
 
             results, _ = await asyncio.gather(
                 asyncio.gather(*(client.get("/s/pool-a") for _ in range(600))), flusher()

@@ -18,7 +18,7 @@ import redis
 
 from app.embedded import RedisProcess
 from app.schemas import Fallback
-from tests.helpers import open_core, seed
+from tests.helpers import flush_scripts, open_core, seed
 from tests.history import FALLBACK_URL, History, drive, new_visitors, schedule
 from tests.test_serve import serve
 
@@ -118,7 +118,7 @@ async def test_script_flush_and_redis_restart_under_load(
         for _ in range(3):
             await asyncio.sleep(0.2)
             with server.client() as r:
-                r.script_flush()
+                flush_scripts(r)
         flushed = time.monotonic()
         server.stop()  # graceful: AOF flushed
         server.start()

@@ -1,5 +1,6 @@
-"""The Python side of a scan: one EVALSHA of `scan.lua`, sent the cheapest way the client
-allows. Arguments and replies are `protocol.py`'s."""
+"""The Python side of a scan: one call of `scan.lua` (FCALL of its function library on Redis 7+,
+else EVALSHA), sent the cheapest way the client allows. Arguments and replies are
+`protocol.py`'s."""
 
 from __future__ import annotations
 
@@ -15,16 +16,24 @@ READY_PROBE_POOL = "_readyz"  # not a valid pool id, so never a real pool
 
 class Allocator:
     def __init__(
-        self, client: ScanClient, *, shebang: bool, deadline_s: float, rate_limit: int = 0
+        self, client: ScanClient, *, shebang: bool, deadline_s: float, rate_limit: int = 0,
+        function: bool | None = None,
     ) -> None:
+        """`function`: call the scan as a function (Redis 7+, where `shebang` is true; the
+        default there): its tables and helpers are made once, not per call (bench/NOTES.md)."""
         self.client = client
         self.deadline_s = deadline_s
         self.rate_limit = rate_limit
-        self.script = Script.from_source(scripts.source("scan", shebang=shebang))
+        source = scripts.source("scan", shebang=shebang)
+        if shebang if function is None else function:
+            lib = scripts.library("scan")
+            self.script = Script.from_source(source, function=lib.function, library=lib.source)
+        else:
+            self.script = Script.from_source(source)
         # A client that takes packed and gathered calls hands back a bare future: one coroutine
         # less to resume per scan (bench/NOTES.md); its error replies come back as values.
         self._plain = client.pipelined()
-        self._packed = ScanCommands(self.script.sha)
+        self._packed = ScanCommands(self.script)
         self._batch = self._packed.batch
 
     def submit(

@@ -30,6 +30,21 @@ local function read(key, schema, ...)
   return out
 end
 
+-- read() with its names fixed: reader(POOL, {'status', 'name'}) gives a function of the key.
+-- The stored names are looked up once, when the reader is made (for a function library, when
+-- it is loaded: which runs without Lua's standard library, hence no unpack() here).
+local function reader(schema, names)
+  local stored = {}
+  for i = 1, #names do stored[i] = schema[names[i]] end
+  local count = #names
+  return function(key)
+    local values = redis.call('HMGET', key, unpack(stored))
+    local out = {}
+    for i = 1, count do out[names[i]] = values[i] end
+    return out
+  end
+end
+
 local function group_key(P, gid)
   return P .. KEY.group .. gid
 end

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.store import keys
-from app.store.fastredis import RedisReplyError, bulk, reply_error
+from app.store.fastredis import RedisReplyError, Script, bulk, reply_error
 
 
 class Call(StrEnum):
@@ -114,20 +114,20 @@ def call_args(
 
 
 class ScanCommands:
-    """scan.lua's EVALSHA for the common calls (no rate limit), packed by hand:
+    """scan.lua's call (FCALL or EVALSHA) for the common calls (no rate limit), packed by hand:
     hiredis.pack_command takes ~1.6 us for one, this ~0.5 (bench/NOTES.md). Everything but the
     visitor ids and channels is built once per pool; visitor ids are always 22 characters
     (VISITOR_ID_RE)."""
 
-    def __init__(self, sha: bytes) -> None:
-        self.sha = sha
+    def __init__(self, script: Script) -> None:
+        self.head = script.head
         self.parts = lru_cache(maxsize=4096)(self._parts)
 
     def _parts(self, pool_id: str) -> tuple[bytes, bytes, bytes, bytes]:
         p = keys.prefix(pool_id).encode()
         pool_key, prefix = bulk(p + b"pool"), bulk(p)
         sticky = b"$%d\r\n" % (len(p) + 24) + p + b"v:"  # + visitor id + CRLF
-        before = b"*9\r\n$7\r\nEVALSHA\r\n" + bulk(self.sha) + bulk(b"2") + pool_key + sticky
+        before = b"*9\r\n" + self.head + bulk(b"2") + pool_key + sticky
         return before, pool_key, sticky, prefix
 
     def __call__(self, pool_id: str, visitor_id: str, fresh: bool) -> bytes:
@@ -144,7 +144,7 @@ class ScanCommands:
         if n == 1:
             return before + v1 + b"\r\n" + prefix + b"$22\r\n" + v1 + b"\r\n" + bulk(ch1) + _NEW
         return b"".join((
-            b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 * n + 6), bulk(self.sha), bulk(b"%d" % (n + 1)),
+            b"*%d\r\n" % (3 * n + 6), self.head, bulk(b"%d" % (n + 1)),
             pool_key, *[sticky + v + b"\r\n" for v, _ in items],
             prefix, b"$22\r\n", v1, b"\r\n", bulk(ch1), _BATCH,
             *[b"$22\r\n" + v + b"\r\n" + bulk(ch) for v, ch in items[1:]],

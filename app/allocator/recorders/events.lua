@@ -16,7 +16,7 @@ ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_percent'
 ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_every'
 ALLOCATION_FIELDS[#ALLOCATION_FIELDS + 1] = 'low_checked'
 do
-  local events, set_flag, clear_flag, low_now, checked = {}, false, false, nil, nil
+  local events, set_flag, clear_flag, low_now, checked  -- the state of a call, set by read()
 
   local function event(type, gid, data)
     events[#events + 1] = {type, gid, data}
@@ -37,6 +37,7 @@ do
 
   RECORDERS[#RECORDERS + 1] = {
     read = function(facts)
+      events, set_flag, clear_flag, low_now, checked = {}, false, false, nil, nil
       local pool = facts.pool
       for _, gid in ipairs(facts.filled) do
         local g = facts.groups[gid]

@@ -18,8 +18,9 @@ RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'stats_ttl'
 RECORDED_FIELDS[#RECORDED_FIELDS + 1] = 'stats_hour'
 do
   local outcome_field = {[OUTCOME.not_started] = OUTCOME.paused, [OUTCOME.ended] = OUTCOME.paused}
-  local P, totals, bucket, visitors, channel_visitors, ttl = nil, {}, {}, {}, {}, 0
-  local hour, day, minute, new_hour, stale_minutes, channel_days = nil, nil, nil, false, {}, {}
+  -- the state of a call, all set by read()
+  local P, totals, bucket, visitors, channel_visitors, ttl
+  local hour, day, minute, new_hour, stale_minutes, channel_days
 
   local function bump(t, f, k)
     t[f] = (t[f] or 0) + k
@@ -27,7 +28,8 @@ do
 
   RECORDERS[#RECORDERS + 1] = {
     read = function(facts)
-      P = facts.prefix
+      P, totals, bucket, visitors, channel_visitors = facts.prefix, {}, {}, {}, {}
+      stale_minutes, channel_days = {}, {}
       local pool = facts.pool
       local now = facts.clock()
       local sec = math.floor(now / 1000)

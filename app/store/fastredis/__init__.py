@@ -1,16 +1,19 @@
-"""A small auto-pipelining asyncio Redis client for the hot scan path (one EVALSHA per request).
+"""A small auto-pipelining asyncio Redis client for the hot scan path (one script call per request).
 
 One connection per client. Every command issued during one event-loop turn goes out in a single
 `transport.write`; replies resolve the pending futures in FIFO order. Failures are reported as
 `RedisUnavailable` (outcome unknown or not executed; `RedisTimeout` past a deadline) or
 `RedisReplyError` (the server said no; `NoScript`, `TopologyChanged`). Nothing is retried except
-EVALSHA -> EVAL after NOSCRIPT, which is safe: the script did not run. Calls of one script that
-share a key and are queued before the same write can be gathered into one EVALSHA
+EVALSHA -> EVAL after NOSCRIPT, which is safe: the script did not run. A script that is also
+a function library (`Script.function`) is called with FCALL instead; when the server lacks
+the function, that call goes as EVAL and the library is loaded for the next ones. Calls of one
+script that share a key and are queued before the same write can be gathered into one call
 (`evalsha_gathered`): the scan path sends one script call per pool per write.
 
     resp.py        packing commands, scripts
     errors.py      error replies as exception types, mapped once
-    connection.py  one connection: write batching, the reply queue, deadlines, NOSCRIPT
+    connection.py  one connection: write batching, the reply queue, deadlines, NOSCRIPT,
+                   loading a missing function library
     gathering.py   calls gathered into one EVALSHA
     waitmode.py    WAIT after each written batch of scripts
     client.py      PipelinedRedis: connecting, the calls

@@ -120,7 +120,7 @@ class PipelinedRedis:
         """The hot path's EVALSHA: a plain future, no coroutine of its own to resume. It
         resolves to the reply, an error reply as a `hiredis.ReplyError` value; NOSCRIPT is
         handled by the connection (EVAL for the same future). Not for WAIT mode."""
-        packed = pack((b"EVALSHA", script.sha, len(keys), *keys, *args))
+        packed = pack((*script.command, len(keys), *keys, *args))
         return self.evalsha_packed(script, packed, timeout)
 
     def evalsha_packed(self, script: Script, packed: bytes, timeout: float) -> asyncio.Future[Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from app.store.fastredis.resp import Script, as_eval
 
 ReplyErrorValue = hiredis.ReplyError
 Waiter = asyncio.Future[Any] | Gathering
-Retry = tuple[Script, bytes]  # a script and its packed EVALSHA, to send as EVAL on NOSCRIPT
+Retry = tuple[Script, bytes]  # a script and its packed call, to send as EVAL on NOSCRIPT
+log = logging.getLogger("livecode.redis")
 
 
 class Connection(asyncio.Protocol):
@@ -54,6 +56,7 @@ class Connection(asyncio.Protocol):
         self.on_handshake_error = on_handshake_error
         self.connect_task: asyncio.Task[None] | None = None
         self.writes = 0
+        self.loading = False  # a FUNCTION LOAD is on its way (load_library)
 
     # -- asyncio.Protocol --
     def connection_made(self, base_transport: asyncio.BaseTransport) -> None:
@@ -115,9 +118,31 @@ class Connection(asyncio.Protocol):
         """NOSCRIPT: the script did not run, so send its body with EVAL for the same waiter
         and deadline. Replies stay in order: the EVAL goes to the back of the queue, like any
         new command."""
-        script, evalsha = retry
-        self.queue(as_eval(script, evalsha), waiter, deadline, None)
+        script, packed = retry
+        if script.library:
+            self.load_library(script, deadline)
+        self.queue(as_eval(script, packed), waiter, deadline, None)
         self.flush()
+
+    def load_library(self, script: Script, deadline: float) -> None:
+        """The server lacks the script's function (a restart without persistence, FUNCTION
+        FLUSH, a cluster node that never had it): load it for the calls that follow, once at
+        a time. The call that found it missing goes as EVAL meanwhile."""
+        if self.loading:
+            return
+        self.loading = True
+        fut = self.loop.create_future()
+        fut.add_done_callback(self._loaded)
+        self.queue(script.load_command(), fut, deadline, None)
+
+    def _loaded(self, fut: asyncio.Future[Any]) -> None:
+        self.loading = False
+        if fut.cancelled():
+            return
+        outcome = fut.exception() or fut.result()
+        if type(outcome) is ReplyErrorValue:  # scans still run, each as FCALL then EVAL
+            log.warning("could not load the scan function (LIVECODE_SCAN_FUNCTION=0 calls the "
+                        "script without it): %s", outcome)
 
     # -- queueing and writing --
     def queue(self, packed: bytes, waiter: Waiter, deadline: float, retry: Retry | None) -> None:

@@ -35,7 +35,8 @@ class RedisReplyError(Exception):
 
 class NoScript(RedisReplyError):
     """NOSCRIPT: the script is not in the server's cache (a restart, a failover, SCRIPT
-    FLUSH); it did not run, so sending it again with EVAL is safe."""
+    FLUSH), or its function is not loaded (a restart without persistence, FUNCTION FLUSH, a
+    node that never had it); it did not run, so sending it again with EVAL is safe."""
 
 
 class TopologyChanged(RedisReplyError):
@@ -53,4 +54,9 @@ _BY_CODE: dict[str, type[RedisReplyError]] = {
 def reply_error(reply: Any) -> RedisReplyError:
     """The exception for an error reply (or anything that is not the reply expected)."""
     text = str(reply)
+    if text.startswith(_NO_FUNCTION):
+        return NoScript(text)
     return _BY_CODE.get(text.split(" ", 1)[0], RedisReplyError)(text)
+
+
+_NO_FUNCTION = "ERR Function not found"  # FCALL of a function the server does not have

@@ -34,12 +34,14 @@ class WaitMode:
         loop = asyncio.get_running_loop()
         started = loop.time()
         body = (len(keys), *keys, *args)
-        fut, wait_fut = self._send(client, pack((b"EVALSHA", script.sha, *body)), timeout)
+        fut, wait_fut = self._send(client, pack((*script.command, *body)), timeout)
         reply, acked = await fut, await wait_fut
         if type(reply) is ReplyErrorValue and type(reply_error(reply)) is NoScript:
             remaining = started + timeout - loop.time()
             if remaining <= 0:
                 raise RedisTimeout("timeout")
+            if script.library:
+                client.open_with_room().load_library(script, loop.time() + remaining)
             fut, wait_fut = self._send(client, pack((b"EVAL", script.body, *body)), remaining)
             reply, acked = await fut, await wait_fut
         if type(reply) is ReplyErrorValue:
