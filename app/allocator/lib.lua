@@ -30,14 +30,23 @@ local function read(key, schema, ...)
   return out
 end
 
--- read() with its names fixed: reader(POOL, {'status', 'name'}) gives a function of the key.
--- The stored names are looked up once, when the reader is made (for a function library, when
--- it is loaded: which runs without Lua's standard library, hence no unpack() here).
-local function reader(schema, names)
-  local stored = {}
-  for i = 1, #names do stored[i] = schema[names[i]] end
-  local count = #names
+-- read() with its names fixed: reader(POOL, {'status', 'name'}, MORE) gives a function of the
+-- key that reads the names of every list given. The names are looked up once, by the first
+-- read (a function library keeps them from call to call; a script makes only the readers it
+-- uses, read by read). A library is loaded without Lua's standard library: nothing here runs
+-- before the first read.
+local function reader(schema, ...)
+  local lists, names, stored, count = {...}, nil, nil, 0
   return function(key)
+    if not stored then
+      names, stored = {}, {}
+      for j = 1, #lists do
+        for i = 1, #lists[j] do
+          count = count + 1
+          names[count], stored[count] = lists[j][i], schema[lists[j][i]]
+        end
+      end
+    end
     local values = redis.call('HMGET', key, unpack(stored))
     local out = {}
     for i = 1, count do out[names[i]] = values[i] end

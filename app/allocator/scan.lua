@@ -50,22 +50,12 @@ local budget
 -- A returning visitor who keeps their group needs only the fields of every scan; the fields of
 -- an allocation are read with them for a new visitor, and after the sticky record otherwise
 -- (Redis converts each field name and value on every call: bench/NOTES.md).
--- (A function library is loaded without Lua's standard library: what runs at load, such as
--- these tables, uses nothing but the language.)
-local function joined(...)
-  local lists, out = {...}, {}
-  for j = 1, #lists do
-    for i = 1, #lists[j] do out[#out + 1] = lists[j][i] end
-  end
-  return out
-end
-local ALLOCATING = joined({'strategy', 'sticky_ttl', 'next_expiry', 'rr_cursor', 'slots',
-                           'weight_total', 'draw_salt', 'room', 'capacity'}, ALLOCATION_FIELDS)
-local EVERY_SCAN = joined({'status', 'name', 'mode', 'valid_from', 'valid_until'},
-                          RECORDED_FIELDS)
-local read_pool_returning = reader(POOL, EVERY_SCAN)
-local read_pool_allocating = reader(POOL, ALLOCATING)
-local read_pool = reader(POOL, joined(EVERY_SCAN, ALLOCATING))
+local EVERY_SCAN = {'status', 'name', 'mode', 'valid_from', 'valid_until'}
+local ALLOCATING = {'strategy', 'sticky_ttl', 'next_expiry', 'rr_cursor', 'slots', 'weight_total',
+                    'draw_salt', 'room', 'capacity'}
+local read_pool = reader(POOL, EVERY_SCAN, RECORDED_FIELDS, ALLOCATING, ALLOCATION_FIELDS)
+local read_pool_returning = reader(POOL, EVERY_SCAN, RECORDED_FIELDS)
+local read_pool_allocating = reader(POOL, ALLOCATING, ALLOCATION_FIELDS)
 local read_fallback = reader(POOL, {'fallback_url', 'fallback_message', 'fallback_contact'})
 local read_group = reader(GROUP, {'url', 'count', 'capacity', 'expires_at', 'mode', 'enabled',
                                   'slot', 'weight'})
@@ -76,8 +66,7 @@ local read_leaving = reader(GROUP, {'slot', 'weight', 'capacity', 'count', 'expi
 -- the allocation's fields, once read
 local function allocation_state()
   if returning then
-    local more = read_pool_allocating(keys[1])
-    for i = 1, #ALLOCATING do pool[ALLOCATING[i]] = more[ALLOCATING[i]] end
+    for f, v in pairs(read_pool_allocating(keys[1])) do pool[f] = v end
   end
   strategy = pool.strategy or 'fill'
   rr = strategy == 'round_robin' and pool.rr_cursor or nil
