@@ -170,7 +170,11 @@ def scan_backend(request: pytest.FixtureRequest) -> tuple[str, str]:
     for node in cluster.nodes:  # every node is a primary
         node.call("FLUSHALL")
         node.call("SCRIPT", "FLUSH")
-        node.call("FUNCTION", "FLUSH")
+        try:
+            node.call("FUNCTION", "FLUSH")
+        except redis.ResponseError as exc:  # Redis 6: no functions, the scan is a script
+            if "unknown command" not in str(exc):
+                raise
     return kind, cluster.url
 
 
