@@ -268,28 +268,36 @@ def pool_size(lab: Lab, cfg: Config) -> Section:
 # Lua cost -------------------------------------------------------------------------------------
 
 LUA_VISITOR = "benchvisit__rand_int__"  # 10 characters + 12 random digits: a 22-char id
+LUA_INCR = "bench_incr"  # the ceiling script, as a function library
 
 
 def lua_cost(lab: Lab, cfg: Config) -> Section:
     """Calls per second of the allocation script (scan.lua, a new visitor's single call,
-    `Call.NEW`) against a trivial one-key INCR script, both by EVALSHA from redis-benchmark
-    with 16-deep pipelining (-P 16, 50 connections) on the same Redis (AOF everysec). The INCR
-    script is the ceiling:
-    the cost of running any script at all (EVALSHA dispatch, the Lua call, one write, AOF
-    propagation), so the ratio is how much of Redis's script throughput the allocation logic
-    itself costs. Target >= 0.5."""
+    `Call.NEW`) against a trivial one-key INCR script, both called as the service calls the scan
+    (FCALL of a function library on Redis 7+, else EVALSHA) from redis-benchmark with 16-deep
+    pipelining (-P 16, 50 connections) on the same Redis (AOF everysec). The INCR script is the
+    ceiling: the cost of running any script at all (the call's dispatch, the Lua call, one
+    write, AOF propagation), so the ratio is how much of Redis's script throughput the
+    allocation logic itself costs. Target >= 0.5."""
     server = lab.redis("aof", appendonly=True)
     seeder = lab.seeder(server)
     seeder.flush()
     expected = cfg.rounds * cfg.lua_calls
     seeder.create_pool(BENCH_POOL, [100_000] * max(20, expected // 100_000 + 1))  # room for all
     shebang = seeder.store.shebang
-    scan_sha = seeder.script_load(scripts.source("scan", shebang=shebang))
-    incr_sha = seeder.script_load(("#!lua\n" if shebang else "")
-                                  + "return redis.call('INCR', KEYS[1])")
-    incr = ["EVALSHA", incr_sha, "1", "bench:incr"]
-    scan = ["EVALSHA", scan_sha, "2", keys.pool(BENCH_POOL), keys.sticky(BENCH_POOL, LUA_VISITOR),
-            keys.prefix(BENCH_POOL), LUA_VISITOR, "", Call.NEW.value]
+    scan_args = ["2", keys.pool(BENCH_POOL), keys.sticky(BENCH_POOL, LUA_VISITOR),
+                 keys.prefix(BENCH_POOL), LUA_VISITOR, "", Call.NEW.value]
+    if shebang:
+        lib = scripts.library("scan")
+        seeder.function_load(lib.source)
+        seeder.function_load(f"#!lua name={LUA_INCR}\nredis.register_function('{LUA_INCR}', "
+                             "function(keys) return redis.call('INCR', keys[1]) end)")
+        incr = ["FCALL", LUA_INCR, "1", "bench:incr"]
+        scan = ["FCALL", lib.function, *scan_args]
+    else:
+        incr = ["EVALSHA", seeder.script_load("return redis.call('INCR', KEYS[1])"), "1",
+                "bench:incr"]
+        scan = ["EVALSHA", seeder.script_load(scripts.source("scan", shebang=False)), *scan_args]
     port = int(server.port or 0)
 
     def bench(command: list[str]) -> Measure:
@@ -297,7 +305,7 @@ def lua_cost(lab: Lab, cfg: Config) -> Section:
 
     before = seeder.stats(BENCH_POOL).get("new", 0)
     labels = ("INCR script", "scan script")
-    pairs = interleave([Case("lua_cost", "EVALSHA, pipelined: scan.lua vs a one-key INCR",
+    pairs = interleave([Case("lua_cost", f"{scan[0]}, pipelined: scan.lua vs a one-key INCR",
                              bench(incr), bench(scan))], cfg.rounds, labels)
     allocated = seeder.stats(BENCH_POOL).get("new", 0) - before
     targets = [_ratio_target(pairs[0], 0.5),
@@ -310,8 +318,10 @@ def lua_cost(lab: Lab, cfg: Config) -> Section:
          f"visitor's single call (ARGV[4] `{Call.NEW.value}`, what the service sends for a "
          "visitor id it just made: no sticky lookup), so fewer would mean the command line is "
          "wrong",
-         "the scan script's source: `app.allocator.scripts.source('scan', shebang=True)`; "
-         "the INCR script: `#!lua` + `return redis.call('INCR', KEYS[1])`",
+         "the scan: `app.allocator.scripts.library('scan')` loaded with FUNCTION LOAD "
+         "(Redis 7+; Redis 6: `scripts.source('scan', shebang=False)` by EVALSHA); the INCR "
+         f"script: the library `{LUA_INCR}`, whose function returns "
+         "`redis.call('INCR', keys[1])`",
          "p99 here is per pipelined batch of 16, as redis-benchmark reports it"],
         unit="calls/s")
     return section

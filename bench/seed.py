@@ -142,6 +142,9 @@ class Seeder:
     def script_load(self, source: str) -> str:
         return str(self._run(self.r.script_load(source)))
 
+    def function_load(self, library: str) -> None:
+        self._run(self.r.function_load(library, replace=True))
+
     # pools and groups
 
     def create_pool(self, pool_id: str, capacities: Sequence[int]) -> list[str]:
