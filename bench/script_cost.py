@@ -38,8 +38,8 @@ PHASES = [
     ("begin: the call's state, the pool read", "  decide()\n  return finish()", False),
     ("decide: the pick", "  return finish()\nend", False),
     ("before the writes", "  local has_room = pool.room", False),
-    ("recorders' reads, the scan's writes",
-     "  for i = 1, #RECORDERS do RECORDERS[i].write(facts)", False),
+    ("the recorders' reads", "  for i = 1, #unindexing do\n    unindex(", False),
+    ("the scan's writes", "  for i = 1, #RECORDERS do RECORDERS[i].write(facts)", False),
 ]
 
 

@@ -107,7 +107,7 @@ def test_batch_probe_runs() -> None:
     assert all("us of Redis per scan" in line for line in proc.stdout.splitlines())
 
 
-@pytest.mark.parametrize(("mode", "cuts"), [([], 4), (["--script"], 6)])
+@pytest.mark.parametrize(("mode", "cuts"), [([], 5), (["--script"], 7)])
 def test_script_cost_runs(mode: list[str], cuts: int) -> None:
     """`python -m bench.script_cost` (NOTES.md's figures per scan.lua call), for the scan as a
     function and as a script, runs, finds every phase boundary it cuts at in the loaded

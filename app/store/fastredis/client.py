@@ -105,9 +105,10 @@ class PipelinedRedis:
 
     async def evalsha(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
                       *, timeout: float) -> Any:  # noqa: ASYNC109
-        """EVALSHA, falling back once to EVAL on NOSCRIPT within the same deadline. In WAIT mode
-        the reply counts only once a WAIT on the same connection says that enough replicas
-        have it; else RedisUnavailable (the script ran: the outcome is unknown)."""
+        """EVALSHA (FCALL for a function), falling back once to EVAL on NOSCRIPT within the same
+        deadline. In WAIT mode the reply counts only once a WAIT on the same connection says
+        that enough replicas have it; else RedisUnavailable (the script ran: the outcome is
+        unknown)."""
         if self.wait_mode is not None:
             return await self.wait_mode.evalsha(self, script, keys, args, timeout)
         reply = await self.evalsha_raw(script, keys, args, timeout=timeout)
@@ -117,14 +118,14 @@ class PipelinedRedis:
 
     def evalsha_raw(self, script: Script, keys: Sequence[bytes | str], args: Sequence[Arg],
                     *, timeout: float) -> asyncio.Future[Any]:
-        """The hot path's EVALSHA: a plain future, no coroutine of its own to resume. It
+        """The hot path's EVALSHA or FCALL: a plain future, no coroutine of its own to resume. It
         resolves to the reply, an error reply as a `hiredis.ReplyError` value; NOSCRIPT is
         handled by the connection (EVAL for the same future). Not for WAIT mode."""
         packed = pack((*script.command, len(keys), *keys, *args))
         return self.evalsha_packed(script, packed, timeout)
 
     def evalsha_packed(self, script: Script, packed: bytes, timeout: float) -> asyncio.Future[Any]:
-        """evalsha_raw for an EVALSHA of `script` that the caller packed (see `bulk`)."""
+        """evalsha_raw for a call of `script` that the caller packed (`Script.head`, `bulk`)."""
         return self.send(packed, timeout, (script, packed))
 
     def evalsha_gathered(self, script: Script, pack: Packer, key: Any, item: Any,
