@@ -322,3 +322,45 @@ async def test_two_served_deployments_of_two_workers_each_deliver_once(
                              "pool.exhausted": 1, "group.expiring": 1}, types
     finally:
         await r.aclose()
+
+
+@pytest.mark.parametrize("expiring", [True, False])
+async def test_the_ticks_forecast_reads_only_the_open_groups(
+    redis_url: str, expiring: bool,
+) -> None:
+    """The tick forecasts every pool with recent scans, once a minute, in a process that also
+    serves scans: it reads the pool's open groups, not its every group (a campaign's pool of
+    thousands of codes is mostly full ones; reading them all held the event loop for about a
+    second at 100,000). Its figure is the pool view's, which reads every group: with groups
+    that expire (the simulation) and without (room / rate)."""
+    r = aredis.Redis.from_url(redis_url)
+    try:
+        store = await PoolStore.open(r)
+        await store.create_pool(PoolCreate(id="many", strategy="round_robin"))
+        soon = datetime.now(UTC) + timedelta(minutes=5)  # before those groups would fill
+        ids = [f"g{i:04}" for i in range(1200)]
+        for start in (0, 600):
+            await store.add_groups("many", [GroupCreate(
+                id=gid, url=f"https://t.me/+{gid}", capacity=50,
+                expires_at=soon if expiring and i % 3 == 0 else None)
+                for i, gid in enumerate(ids[start:start + 600], start)])
+        for gid in ids[:1190]:  # full: out of the open index
+            await store.set_count("many", gid, 50)
+        minute = int(time.time() // 60)
+        await r.hset(keys.prefix("many") + "r", mapping={str(minute - k): 40 for k in range(5)})
+        await r.config_resetstat()
+        minutes, rate, room = await Scheduler(store)._forecast("many", "round_robin")
+        stats = await r.info("commandstats")
+        assert "cmdstat_hgetall" not in stats
+        assert stats["cmdstat_hmget"]["calls"] == 1 + 10  # the rates, then each open group
+        assert room == 10 * 50
+        view = await store.get_pool("many", with_groups=True)
+        assert view.forecast is not None and view.forecast.room_left == room
+        assert minutes is not None and view.forecast.minutes_to_exhaustion is not None
+        # the two read the rate a moment apart: the minute's fraction moves it a little
+        assert minutes == pytest.approx(view.forecast.minutes_to_exhaustion, rel=0.02, abs=0.1)
+        assert rate == pytest.approx(view.forecast.rate_per_min_5m, rel=0.02)
+        # room that expires first is lost: the simulation, not room / rate
+        assert (minutes < room / rate * 0.95) if expiring else minutes == room / rate
+    finally:
+        await r.aclose()

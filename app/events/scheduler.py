@@ -21,7 +21,7 @@ from typing import Any
 
 from app.events.model import EventPublic
 from app.events.store import FEED_MAX, SYSTEM, decode, event_id, pool_stream, script
-from app.stats.forecast import open_groups, simulate
+from app.stats.forecast import HORIZON_MIN, simulate
 from app.stats.store import zone_offset_s
 from app.store import keys
 from app.store.pools import PoolStore
@@ -192,9 +192,15 @@ class Scheduler:
         rate5, _ = await self.store.statistics.rates(pool_id, int(now.timestamp() * 1000))
         if rate5 * 5 < LOW_EVIDENCE:  # too few allocations lately to forecast from
             return None, 0.0, 0
-        groups = open_groups(await self.store.list_groups(pool_id), now)
-        result = simulate(strategy, groups, rate5)
-        return result.minutes_to_exhaustion, rate5, sum(g.remaining for g in groups)
+        groups = await self.store.statistics.open_groups(pool_id, int(now.timestamp() * 1000))
+        room = sum(g.remaining for g in groups)
+        if all(g.expires_in_min is None for g in groups):  # nothing expires: every place fills
+            minutes = room / rate5
+            return (minutes if minutes <= HORIZON_MIN else None), rate5, room
+        # Off the event loop: for a pool of many open groups the simulation takes a while, and
+        # this process also serves scans.
+        result = await asyncio.to_thread(simulate, strategy, groups, rate5)
+        return result.minutes_to_exhaustion, rate5, room
 
 
 async def run(store: PoolStore, *, interval_s: float, sinks: Sequence[Sink] = (),

@@ -14,13 +14,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.errors import InvalidInput
+from app.stats.forecast import OpenGroup
 from app.stats.models import By, ScanTotals, StatsPoint, StatsPublic, StatsSeries, Step
 from app.store import keys
-from app.store.schema import OUTCOME_FIELDS, suffix
+from app.store.schema import GROUP, OUTCOME_FIELDS, suffix
 
 AnyRedis = Any  # redis.asyncio.Redis or RedisCluster
 _EPOCH = date(1970, 1, 1)
 Counts = dict[str, int]
+OPEN_CHUNK = 1000  # open groups read per round trip (open_groups)
 
 
 def _s(v: Any) -> str:
@@ -92,6 +94,32 @@ class StatsStore:
         counts = [int(v or 0) for v in values]
         part = (now_ms % 60000) / 60000
         return sum(counts[-5:]) / (4 + part), sum(counts) / (14 + part)
+
+    async def open_groups(self, pool_id: str, now_ms: int) -> list[OpenGroup]:
+        """The pool's open groups (its open index, not every group: a pool of 100,000 codes
+        is mostly full ones), as the forecast takes them. Read OPEN_CHUNK at a time, a round
+        trip each, so that the scans this process serves go on between them."""
+        gids = [_s(g) for g in await self.r.zrange(keys.prefix(pool_id) + suffix("open"), 0, -1)]
+        fields = [GROUP.stored(f) for f in ("enabled", "count", "capacity", "expires_at",
+                                            "weight", "position")]
+        out: list[OpenGroup] = []
+        for start in range(0, len(gids), OPEN_CHUNK):
+            chunk = gids[start : start + OPEN_CHUNK]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for gid in chunk:
+                    pipe.hmget(keys.group(pool_id, gid), fields)
+                rows = await pipe.execute()
+            for gid, (enabled, count, capacity, expires_at, weight, position) in zip(
+                    chunk, rows, strict=True):
+                left = int(capacity or 0) - int(count or 0)
+                expires = int(expires_at) if expires_at else None
+                if _s(enabled) != "1" or left <= 0 or (expires is not None and expires <= now_ms):
+                    continue
+                out.append(OpenGroup(gid, left, None if expires is None
+                                     else (expires - now_ms) / 60000,
+                                     weight=int(weight or 1), capacity=int(capacity or 0),
+                                     position=int(position or 0)))
+        return out
 
     async def _buckets(self, pool_id: str, starts: Sequence[int]) -> dict[int, Bucket]:
         p = keys.prefix(pool_id) + suffix("hour")
