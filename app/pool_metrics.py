@@ -2,7 +2,8 @@
 whichever worker answers: room and capacity, groups by state, the time to exhaustion at the
 current rate, the next code expiry, whether the pool takes scans, and its scans by outcome.
 
-One script call per pool (app/allocator/pool_gauges.lua), pipelined 500 at a time; the result is
+One script call per pool (app/allocator/pool_gauges.lua), pipelined 500 at a time, and one more
+per GAUGE_SLOTS groups past the first for a pool that has more of them; the result is
 kept for `cache_s`, so that several Prometheus servers or a fast scrape interval cost one read
 of every pool per period (bench/: the cost of a scrape of 10,000 pools).
 """
@@ -88,15 +89,16 @@ class PoolMetrics:
             chunk = ids[start : start + 500]
             async with r.pipeline(transaction=False) as pipe:
                 for pool_id in chunk:
-                    args: list[str | int] = [keys.prefix(pool_id), now_ms // 60000]
+                    args: list[str | int] = [keys.prefix(pool_id), now_ms // 60000, 1]
                     await script(keys=[keys.pool(pool_id)], args=args,
                                  client=pipe)  # type: ignore[arg-type]
                 replies = await pipe.execute()
-            for pool_id, reply in zip(chunk, replies, strict=True):
+            for pool_id, first in zip(chunk, replies, strict=True):
+                reply = await _the_rest(script, pool_id, first, now_ms) if first else None
                 if not reply:  # deleted meanwhile
                     continue
                 (status, vf, vu, rm, cap, exh, nexp, strategy, states, totals, recent,
-                 expiring) = reply
+                 expiring, _) = reply
                 status, vf, vu = _s(status), _s(vf), _s(vu)
                 takes = status == "active" and (not vf or int(vf) <= now_ms) and (
                     not vu or int(vu) > now_ms)
@@ -123,6 +125,27 @@ class PoolMetrics:
                                  "after their retries, kept to be redelivered")
         dead.add_metric([], int(await r.zcard(keys.WEBHOOKS_DEAD)))
         return [room, capacity, groups, exhaustion, next_expiry, active, exhausted, scans, dead]
+
+
+async def _the_rest(script: Any, pool_id: str, reply: list[Any], now_ms: int) -> list[Any] | None:
+    """A pool of more groups than one pool_gauges call reads (GAUGE_SLOTS): the calls for
+    the rest of its slots, one round trip each, added to the first call's figures. None: the
+    pool was deleted meanwhile."""
+    reply = list(reply)
+    while int(reply[12]):
+        raise_if_cancelled()
+        more = await script(keys=[keys.pool(pool_id)],
+                            args=[keys.prefix(pool_id), now_ms // 60000, int(reply[12])])
+        if not more:
+            return None
+        reply[3] = int(reply[3]) + int(more[3])  # room
+        reply[4] = int(reply[4]) + int(more[4])  # capacity
+        soonest = [int(_s(x)) for x in (reply[6], more[6]) if _s(x)]
+        reply[6] = str(min(soonest)) if soonest else ""  # next expiry
+        reply[8] = [int(a) + int(b) for a, b in zip(reply[8], more[8], strict=True)]
+        reply[11] = list(reply[11]) + list(more[11])  # the open groups that expire
+        reply[12] = more[12]
+    return reply
 
 
 def _exhaustion_s(strategy: str, room: int, rate_per_min: float, expiring: list[Any],

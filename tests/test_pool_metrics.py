@@ -14,10 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import metrics
 from app.embedded import RedisProcess
-from app.schemas import GroupUpdate, PoolUpdate
+from app.schemas import GroupCreate, GroupUpdate, PoolCreate, PoolUpdate
 from app.store import keys
+from app.store.schema import GAUGE_SLOTS
 from tests.api_helpers import Api, open_api
-from tests.helpers import expire_groups, open_core, seed, visitor
+from tests.helpers import expire_groups, open_core, script_calls, seed, visitor
 
 
 @asynccontextmanager
@@ -203,3 +204,34 @@ async def test_webhook_metrics(redis_url: str) -> None:
                for f in text_string_to_metric_families(text) for s in f.samples}
         assert got["livecode_webhook_dead_letters", ()] == 2
         assert got["livecode_webhook_deliveries_total", (("result", "failed"),)] >= 1
+
+
+async def test_a_pool_of_many_groups_is_read_a_slot_range_at_a_time(redis_url: str) -> None:
+    """A scrape must not hold Redis (and every scan waiting on it) for as long as a pool of
+    100,000 codes takes to read: pool_gauges.lua reads GAUGE_SLOTS groups per call, and the
+    scrape adds the calls up. 2,500 groups (slots 1-2,500): the first 1,000 full, one deleted
+    and one disabled further on, one with a code that expires in the last range. Three calls,
+    and the same figures as one call over all of them would give."""
+    async with open_core(redis_url) as core:
+        soon = datetime.now(UTC) + timedelta(hours=2)
+        await core.store.create_pool(PoolCreate(id="big"))
+        for start in range(0, 2500, 1000):
+            await core.store.add_groups("big", [GroupCreate(
+                id=f"g{i:04}", url=f"https://t.me/+g{i:04}", capacity=2,
+                expires_at=soon if i == 2400 else None)
+                for i in range(start, min(start + 1000, 2500))])
+        for i in range(1000):
+            await core.store.set_count("big", f"g{i:04}", 2)
+        await core.store.delete_group("big", "g1500")
+        await core.store.update_group("big", "g2100", GroupUpdate(enabled=False))
+        async with api_on(redis_url) as api:
+            await core.redis.config_resetstat()
+            got = samples((await api.http.get("/metrics")).text)
+            calls = script_calls(await core.redis.info("commandstats"))
+            assert calls == math.ceil(2500 / GAUGE_SLOTS) == 3
+            assert [of(got, "livecode_pool_groups", pool="big", state=s)
+                    for s in ("open", "full", "expired", "disabled")] == [1498, 1000, 0, 1]
+            assert of(got, "livecode_pool_room", pool="big") == 1498 * 2
+            assert of(got, "livecode_pool_capacity", pool="big") == (1498 + 1000) * 2
+            left = of(got, "livecode_pool_next_expiry_seconds", pool="big")
+            assert 2 * 3600 - 120 < left <= 2 * 3600

@@ -1,13 +1,20 @@
 -- What the per-pool Prometheus gauges show, read at scrape time (app/pool_metrics.py): the
 -- pool's state, its groups by state, its totals by outcome and its rate; with the open groups
 -- that expire (for the forecast) when there are any. Reads only.
--- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] the current minute (epoch minutes).
+-- The groups are read a range of slots at a time (slots 1..POOL.slots map to the group ids,
+-- KEY.slots): a call reads at most DEFAULT.gauge_slots of them, so that a pool of 100,000
+-- codes does not hold Redis, and every scan waiting on it, for half a second; the caller
+-- calls again from the next slot and adds the calls up.
+-- KEYS[1] pool hash. ARGV[1] key prefix, ARGV[2] the current minute (epoch minutes), ARGV[3]
+-- the first slot to read (1 for a first call).
 -- Returns {status, valid_from, valid_until, room, capacity, exhausted, next_expiry, strategy,
 --          {open, full, expired, disabled}, {field, value, ...} totals, allocations in the last
---          5 minutes, {gid, remaining, expires_at, weight, capacity, position, ...} or {}}.
+--          5 minutes, {gid, remaining, expires_at, weight, capacity, position, ...} or {},
+--          the next slot to read, or 0 when this call read the last}: room, capacity, the
+--          groups by state and the expiring groups are of this call's slots only.
 local P = ARGV[1]
 local pool = read(KEYS[1], POOL, 'status', 'valid_from', 'valid_until', 'exhausted',
-                  'strategy')
+                  'strategy', 'slots')
 if not pool.status then return false end
 local now = now_ms()
 local open, full, expired, disabled = 0, 0, 0, 0
@@ -17,9 +24,18 @@ local open, full, expired, disabled = 0, 0, 0, 0
 local room, capacity, next_expiry = 0, 0, nil
 local expiring = {}
 local has_expiring = redis.call('ZCARD', P .. KEY.open_expiring) > 0
-for _, gid in ipairs(redis.call('HVALS', P .. KEY.slots)) do
-  local g = read(group_key(P, gid), GROUP, 'enabled', 'count', 'capacity', 'expires_at',
-                 'weight', 'position')
+local first, slots = tonumber(ARGV[3] or 1), tonumber(pool.slots or 0)
+local last = math.min(first + tonumber(DEFAULT.gauge_slots) - 1, slots)
+local gids = {}
+if last >= first then
+  local range = {}
+  for slot = first, last do range[#range + 1] = tostring(slot) end
+  gids = redis.call('HMGET', P .. KEY.slots, unpack(range))
+end
+for i = 1, #gids do
+  local gid = gids[i]  -- false: a deleted group's slot
+  local g = gid and read(group_key(P, gid), GROUP, 'enabled', 'count', 'capacity',
+                         'expires_at', 'weight', 'position') or {}
   if g.capacity then
     if g.enabled ~= '1' then
       disabled = disabled + 1
@@ -58,4 +74,4 @@ return {pool.status, pool.valid_from or '', pool.valid_until or '', room, capaci
         pool.exhausted or '', next_expiry and string.format('%d', next_expiry) or '',
         pool.strategy or '',
         {open, full, expired, disabled}, redis.call('HGETALL', P .. KEY.stats), recent,
-        expiring}
+        expiring, last < slots and last + 1 or 0}

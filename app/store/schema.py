@@ -195,6 +195,7 @@ DEFAULT_STATS_TTL_S = 35 * 24 * 3600
 MAX_CHANNELS = 64  # per pool, then channels count as '~other'
 OTHER_CHANNEL = "~other"
 MAX_EVENTS = 10_000  # per pool stream, trimmed approximately
+GAUGE_SLOTS = 1000  # the groups one pool_gauges.lua call reads (a scrape's bound on Redis)
 ALERT_DEFAULTS = {"low_minutes": 60, "low_percent": 10, "low_every": 30, "expiring_hours": 24}
 # pool.low by rate needs this many new allocations in the last 5 minutes: one scan of a small
 # pool is not a rate to forecast from
@@ -219,6 +220,7 @@ def lua_tables(
                      "weight": str(DEFAULT_WEIGHT), "channels": str(MAX_CHANNELS),
                      "other_channel": OTHER_CHANNEL, "events": str(MAX_EVENTS),
                      "stats_ttl": str(DEFAULT_STATS_TTL_S), "low_evidence": str(LOW_EVIDENCE),
+                     "gauge_slots": str(GAUGE_SLOTS),
                      **{k: str(v) for k, v in ALERT_DEFAULTS.items()}}),
         *constants,
     ]
