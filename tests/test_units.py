@@ -107,13 +107,18 @@ def test_visitor_ids_differ_in_a_forked_child() -> None:
     assert keys.VISITOR_ID_RE.match(child) and child != ids()
 
 
+@pytest.mark.parametrize("function", [False, True])
 @pytest.mark.parametrize("fresh", [True, False])
-def test_hand_packed_scan_command_matches_hiredis(fresh: bool) -> None:
-    script = Script.from_source("return 1")
+def test_hand_packed_scan_command_matches_hiredis(fresh: bool, function: bool) -> None:
+    """The scan's hand-packed call is what hiredis packs: EVALSHA of the script, or FCALL of
+    its function; its EVAL twin carries the same keys and arguments."""
+    script = Script.from_source("return 1", function="lib_f" if function else "",
+                                library="#!lua name=lib_f\n" if function else "")
     vid, p = "abcdefghijklmnopqrstu-", keys.prefix("pool-a")
-    args = (b"EVALSHA", script.sha, 2, keys.pool("pool-a"), keys.sticky("pool-a", vid), p, vid,
+    call = (b"FCALL", b"lib_f") if function else (b"EVALSHA", script.sha)
+    args = (*call, 2, keys.pool("pool-a"), keys.sticky("pool-a", vid), p, vid,
             "", Call.NEW.value if fresh else Call.KNOWN.value)
-    packed = ScanCommands(script.sha)("pool-a", vid, fresh)
+    packed = ScanCommands(script)("pool-a", vid, fresh)
     assert packed == hiredis.pack_command(args)
     assert as_eval(script, packed) == hiredis.pack_command((b"EVAL", script.body, *args[2:]))
     with pytest.raises(ValueError):
