@@ -50,18 +50,20 @@ class Runtime:
             await store.migrate()
         except (aredis.RedisError, RedisClusterException, OSError) as exc:  # the next start will
             log.warning("could not bring older pools up to date: %r", exc)
+        allocator = Allocator(
+            fast,
+            shebang=shebang,
+            deadline_s=settings.deadline_s,
+            rate_limit=settings.scan_rate_limit_per_min,
+            function=shebang and settings.scan_function,
+        )
+        await allocator.preload(client)
         return cls(
             settings=settings,
             redis=client,
             fast=fast,
             store=store,
-            allocator=Allocator(
-                fast,
-                shebang=shebang,
-                deadline_s=settings.deadline_s,
-                rate_limit=settings.scan_rate_limit_per_min,
-                function=shebang and settings.scan_function,
-            ),
+            allocator=allocator,
             apikeys=ApiKeyStore(client),
             pool_metrics=PoolMetrics(store, settings.metrics_cache_s),
         )

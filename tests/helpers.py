@@ -52,6 +52,7 @@ async def open_core(url: str, deadline_s: float = 2.0) -> AsyncIterator[Core]:
     fast = PipelinedRedis.from_url(url)
     try:
         allocator = Allocator(fast, shebang=store.shebang, deadline_s=deadline_s)
+        await allocator.preload(client)
         yield Core(client, fast, store, allocator)
     finally:
         await fast.close()
@@ -77,6 +78,7 @@ async def open_scan_core(kind: str, url: str, deadline_s: float = 2.0) -> AsyncI
             assert isinstance(fast, PipelinedRedis) and fast.wait_replicas == 1, fast
         store = await PoolStore.open(client)
         allocator = Allocator(fast, shebang=store.shebang, deadline_s=deadline_s)
+        await allocator.preload(client)
         yield Core(client, fast, store, allocator, kind)
     finally:
         await fast.close()

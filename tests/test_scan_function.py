@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
 from app.allocator import scripts
 from app.allocator.engine import Allocator
@@ -40,12 +41,15 @@ def _libraries(sync: redis.Redis) -> list[str]:
 async def test_a_missing_function_is_loaded_once_then_called(
     redis_url: str, sync_redis: redis.Redis,
 ) -> None:
-    """The fixture flushed the functions: the first scan finds none, runs as EVAL and has the
-    library loaded; every scan after it is one FCALL. The library is the release's own."""
+    """Start-up loaded the library; after a FUNCTION FLUSH (or a restart without
+    persistence) the first scan finds none, runs as EVAL and has the library loaded again;
+    every scan after it is one FCALL. The library is the release's own."""
     async with open_core(redis_url) as core:
         await seed(core.store, groups=[{"capacity": 50}])
         lib = scripts.library("scan")
         assert core.allocator.script.command == (b"FCALL", lib.function.encode())
+        assert _libraries(sync_redis) == [lib.function]  # Allocator.preload
+        sync_redis.function_flush()
         assert _libraries(sync_redis) == []
         sync_redis.config_resetstat()
         first = await core.allocator.scan("pool-a", visitor())
@@ -63,25 +67,31 @@ async def test_a_missing_function_is_loaded_once_then_called(
 async def test_scans_go_on_where_the_function_cannot_be_loaded(
     redis_url: str, sync_redis: redis.Redis, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """An ACL user may not FUNCTION LOAD: each scan then goes as EVAL after its FCALL is
-    refused, exactly as many allocations as there is room, and the log says why."""
+    """An ACL user may not FUNCTION LOAD: start-up's load only logs it, then each scan goes
+    as EVAL after its FCALL is refused, exactly as many allocations as there is room, and the
+    log says why."""
     sync_redis.acl_setuser("scanner", enabled=True, passwords=["+pw"], keys=["*"],
                            channels=["*"], commands=["+@all", "-function"])
     try:
         async with open_core(redis_url) as core:
             await seed(core.store, groups=[{"capacity": 30}])
-            fast = PipelinedRedis.from_url(redis_url.replace("redis://", "redis://scanner:pw@"))
+            sync_redis.function_flush()  # what open_core's own user loaded
+            url = redis_url.replace("redis://", "redis://scanner:pw@")
+            fast, admin = PipelinedRedis.from_url(url), aredis.Redis.from_url(url)
             allocator = Allocator(fast, shebang=True, deadline_s=2.0)
             try:
                 with caplog.at_level(logging.WARNING, logger="livecode.redis"):
+                    await allocator.preload(admin)
+                    assert "could not load the scan function at start-up" in caplog.text
                     got = Counter([(await allocator.scan("pool-a", visitor())).outcome
                                    for _ in range(40)])
             finally:
                 await fast.close()
+                await admin.aclose()
             assert got == {"new": 30, "fallback": 10}
             assert await counts(core.redis) == {"g1": 30}
             assert _libraries(sync_redis) == []
-            assert "could not load the scan function" in caplog.text
+            assert "could not load the scan function, so each scan goes as EVAL" in caplog.text
     finally:
         sync_redis.acl_deluser("scanner")
 
@@ -90,6 +100,7 @@ async def test_the_function_can_be_turned_off(redis_url: str, sync_redis: redis.
     """LIVECODE_SCAN_FUNCTION=false (Allocator(function=False)): EVALSHA, no library."""
     async with open_core(redis_url) as core:
         await seed(core.store, groups=[{"capacity": 5}])
+        sync_redis.function_flush()  # what open_core's allocator loaded
         allocator = Allocator(core.fast, shebang=True, deadline_s=2.0, function=False)
         await allocator.scan("pool-a", visitor())  # NOSCRIPT, then EVAL
         sync_redis.config_resetstat()

@@ -4,6 +4,7 @@ else EVALSHA), sent the cheapest way the client allows. Arguments and replies ar
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
@@ -11,6 +12,7 @@ from app.allocator import scripts
 from app.allocator.protocol import Call, Decision, Outcome, ScanCommands, call_args, decode
 from app.store.fastredis import ScanClient, Script
 
+log = logging.getLogger("livecode.redis")
 READY_PROBE_POOL = "_readyz"  # not a valid pool id, so never a real pool
 
 
@@ -35,6 +37,19 @@ class Allocator:
         self._plain = client.pipelined()
         self._packed = ScanCommands(self.script)
         self._batch = self._packed.batch
+
+    async def preload(self, admin: Any) -> None:
+        """Load the scan's function library through the admin client (redis-py; on a cluster
+        it goes to every primary), so that the first scans do not find it missing. Only a
+        saving: a server that lacks it (a restart, a node added later) has each connection load
+        it on its first miss, and where loading is refused (an ACL user without FUNCTION) every
+        scan goes as EVAL."""
+        if not self.script.library:
+            return
+        try:
+            await admin.function_load(self.script.library.decode(), replace=True)
+        except Exception as exc:  # the lazy load, or EVAL, covers it
+            log.warning("could not load the scan function at start-up: %r", exc)
 
     def submit(
         self, pool_id: str, visitor_id: str, channel: str = "", client_ip: str = "",

@@ -141,8 +141,9 @@ class Connection(asyncio.Protocol):
             return
         outcome = fut.exception() or fut.result()
         if type(outcome) is ReplyErrorValue:  # scans still run, each as FCALL then EVAL
-            log.warning("could not load the scan function (LIVECODE_SCAN_FUNCTION=0 calls the "
-                        "script without it): %s", outcome)
+            log.warning("could not load the scan function, so each scan goes as EVAL after "
+                        "it (LIVECODE_SCAN_FUNCTION=false calls the script directly): %s",
+                        outcome)
 
     # -- queueing and writing --
     def queue(self, packed: bytes, waiter: Waiter, deadline: float, retry: Retry | None) -> None:
