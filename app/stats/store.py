@@ -17,6 +17,7 @@ from app.errors import InvalidInput
 from app.stats.forecast import OpenGroup
 from app.stats.models import By, ScanTotals, StatsPoint, StatsPublic, StatsSeries, Step
 from app.store import keys
+from app.store.group_reads import group_rows
 from app.store.schema import GROUP, OUTCOME_FIELDS, suffix
 
 AnyRedis = Any  # redis.asyncio.Redis or RedisCluster
@@ -103,22 +104,15 @@ class StatsStore:
         fields = [GROUP.stored(f) for f in ("enabled", "count", "capacity", "expires_at",
                                             "weight", "position")]
         out: list[OpenGroup] = []
-        for start in range(0, len(gids), OPEN_CHUNK):
-            chunk = gids[start : start + OPEN_CHUNK]
-            async with self.r.pipeline(transaction=False) as pipe:
-                for gid in chunk:
-                    pipe.hmget(keys.group(pool_id, gid), fields)
-                rows = await pipe.execute()
-            for gid, (enabled, count, capacity, expires_at, weight, position) in zip(
-                    chunk, rows, strict=True):
-                left = int(capacity or 0) - int(count or 0)
-                expires = int(expires_at) if expires_at else None
-                if _s(enabled) != "1" or left <= 0 or (expires is not None and expires <= now_ms):
-                    continue
-                out.append(OpenGroup(gid, left, None if expires is None
-                                     else (expires - now_ms) / 60000,
-                                     weight=int(weight or 1), capacity=int(capacity or 0),
-                                     position=int(position or 0)))
+        async for gid, row in group_rows(self.r, pool_id, gids, fields, OPEN_CHUNK):
+            enabled, count, capacity, expires_at, weight, position = row
+            left = int(capacity or 0) - int(count or 0)
+            expires = int(expires_at) if expires_at else None
+            if _s(enabled) != "1" or left <= 0 or (expires is not None and expires <= now_ms):
+                continue
+            out.append(OpenGroup(gid, left, None if expires is None else (expires - now_ms) / 60000,
+                                 weight=int(weight or 1), capacity=int(capacity or 0),
+                                 position=int(position or 0)))
         return out
 
     async def _buckets(self, pool_id: str, starts: Sequence[int]) -> dict[int, Bucket]:

@@ -42,6 +42,7 @@ from app.stats.forecast import simulate
 from app.stats.models import ForecastPublic, GroupForecast
 from app.stats.store import StatsStore, zone_offset_s
 from app.store import keys
+from app.store.group_reads import group_rows
 from app.store.schema import DEFAULT_STICKY_TTL_S, GROUP, POOL
 from app.urls import check_target_url
 
@@ -436,16 +437,10 @@ class PoolStore:
 
     async def _read_groups(self, pool_id: str, gids: Sequence[str]) -> list[GroupPublic]:
         out: list[GroupPublic] = []
-        for start in range(0, len(gids), _CHUNK):
-            chunk = gids[start:start + _CHUNK]
-            async with self.r.pipeline(transaction=False) as pipe:
-                for gid in chunk:
-                    pipe.hgetall(keys.group(pool_id, gid))
-                raws = await pipe.execute()
-            for gid, raw in zip(chunk, raws, strict=True):
-                if not raw:
-                    raise GroupNotFound(gid)
-                out.append(_group(gid, raw))
+        async for gid, raw in group_rows(self.r, pool_id, gids, None, _CHUNK):
+            if not raw:
+                raise GroupNotFound(gid)
+            out.append(_group(gid, raw))
         return out
 
     # one URL per pool
@@ -453,17 +448,10 @@ class PoolStore:
     async def _urls(self, pool_id: str) -> dict[str, list[str]]:
         """Every stored group URL of the pool and the groups that have it (read in chunks)."""
         gids = [str(_s(g)) for g in await self.r.hvals(keys.slots(pool_id))]
-        field = GROUP.stored("url")
         by_url: dict[str, list[str]] = {}
-        for start in range(0, len(gids), _CHUNK):
-            chunk = gids[start:start + _CHUNK]
-            async with self.r.pipeline(transaction=False) as pipe:
-                for gid in chunk:
-                    pipe.hget(keys.group(pool_id, gid), field)
-                urls = await pipe.execute()
-            for gid, url in zip(chunk, urls, strict=True):
-                if url:
-                    by_url.setdefault(str(_s(url)), []).append(gid)
+        async for gid, (url,) in group_rows(self.r, pool_id, gids, [GROUP.stored("url")], _CHUNK):
+            if url:
+                by_url.setdefault(str(_s(url)), []).append(gid)
         return by_url
 
     async def _check_new_urls(self, pool_id: str, prepared: Sequence[tuple[str, list[str]]],
